@@ -1,0 +1,69 @@
+"""Input checks shared by every room: each error names the problem and the fix."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def as_tensor(x: Any, name: str = "features") -> torch.Tensor:
+    """Return ``x`` as a torch tensor without copying when it already is one.
+
+    Numpy arrays become tensors that share memory; anything else goes through ``torch.as_tensor``.
+    """
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(x))
+    try:
+        return torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{name} must be a tensor or an array, got {type(x).__name__}") from err
+
+
+def check_features(
+    x: Any, name: str = "features", ndims: Sequence[int] = (2, 4), finite: bool = True
+) -> torch.Tensor:
+    """Validate a batch of activations and return it as a floating tensor.
+
+    Checks the rank (one of ``ndims``), that the batch is not empty, the dtype is floating
+    (integers are promoted to float32) and, when ``finite``, that no value is NaN or infinite.
+    """
+    t = as_tensor(x, name)
+    if t.ndim not in ndims:
+        shapes = " or ".join(
+            {2: "(N, D)", 4: "(N, C, H, W)", 1: "(N,)", 3: "(N, L, D)"}.get(n, f"{n}-D")
+            for n in ndims
+        )
+        raise ValueError(
+            f"{name} must have shape {shapes}; got a {t.ndim}-D tensor of shape {tuple(t.shape)}"
+        )
+    if t.numel() == 0 or t.shape[0] == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(t.shape)}): pass at least one sample")
+    if not t.is_floating_point():
+        t = t.to(torch.float32)
+    if finite and not bool(torch.isfinite(t).all()):
+        bad = int((~torch.isfinite(t)).sum())
+        raise ValueError(
+            f"{name} contains {bad} NaN or infinite value(s): check the model and "
+            "its inputs (a NaN usually comes from a bad checkpoint or un-normalised data)"
+        )
+    return t
+
+
+def check_percentile(p: float, name: str = "percentile", upper_inclusive: bool = False) -> float:
+    """Check a percentile in [0, 100) (or [0, 100] when ``upper_inclusive``)."""
+    try:
+        value = float(p)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a number in [0, 100), got {p!r}") from err
+    ok = 0.0 <= value <= 100.0 if upper_inclusive else 0.0 <= value < 100.0
+    if not ok or np.isnan(value):
+        bound = "[0, 100]" if upper_inclusive else "[0, 100)"
+        raise ValueError(f"{name} must be in {bound} (a percentage, e.g. 90), got {p!r}")
+    return value

@@ -1,0 +1,56 @@
+"""The ``shapeood`` command.
+
+Every module of this package that defines ``register(subparsers)`` contributes one
+sub-command; ``register`` adds its parser and sets ``func(args) -> int`` as a default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shapeood",
+        description="Out-of-distribution detection by activation shaping for any PyTorch "
+        "classifier: extract features once, then evaluate every method on the cache.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'shapeood COMMAND --help' for the options of one command. "
+        "Start with 'shapeood demo' (offline, a few minutes on a laptop CPU).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(
+            "interrupted: finished work is kept in the cache; run the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
+    except (ValueError, FileNotFoundError) as err:
+        print(f"shapeood: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
