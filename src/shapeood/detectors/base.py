@@ -1,0 +1,265 @@
+"""``Detector``: the one contract every OOD method follows.
+
+A detector is built from explicit hyperparameters (stored untouched, scikit-learn style), learns
+whatever it needs from the classifier head and, where the method asks for it, from ID features in
+``fit``; then it maps pooled penultimate features ``h`` (N, D) to shaped logits and to a score
+(N,) where **higher means more in-distribution**.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from shapeood import scores as logit_scores
+from shapeood._validation import check_features
+from shapeood.head import LinearHead
+
+LOGIT_SCORES = ("energy", "msp", "max_logit")
+
+
+def as_head(head: Any) -> LinearHead:
+    """Accept a ``LinearHead``, an ``nn.Linear`` or an adapted model (anything with ``.head``)."""
+    if isinstance(head, LinearHead):
+        return head
+    if isinstance(head, nn.Linear):
+        return LinearHead.from_linear(head)
+    inner = getattr(head, "head", None)
+    if isinstance(inner, (LinearHead, nn.Linear)):
+        return as_head(inner)
+    raise ValueError(
+        "fit needs the classifier head: pass a LinearHead(weight, bias), an nn.Linear, or a "
+        f"model adapted with shapeood.models.adapt (it has .head); got {type(head).__name__}"
+    )
+
+
+def score_logits(logits: torch.Tensor, score_fn: str, temperature: float = 1.0) -> torch.Tensor:
+    """Turn logits into an ID score: energy ``T * logsumexp(z / T)``, MSP or MaxLogit."""
+    if score_fn == "energy":
+        return logit_scores.energy(logits, temperature=temperature)
+    if score_fn == "msp":
+        return logit_scores.msp(logits)
+    if score_fn == "max_logit":
+        return logit_scores.max_logit(logits)
+    raise ValueError(f"score_fn must be one of {LOGIT_SCORES}, got {score_fn!r}")
+
+
+def check_score_fn(score_fn: str) -> None:
+    if score_fn not in LOGIT_SCORES:
+        raise ValueError(f"score_fn must be one of {LOGIT_SCORES}, got {score_fn!r}")
+
+
+def _summarise(value: Any) -> str:
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        kind = "tensor" if isinstance(value, torch.Tensor) else "array"
+        return f"<{kind} {tuple(value.shape)}>"
+    return repr(value)
+
+
+class Detector:
+    """Base class of every OOD detector (higher score = more in-distribution).
+
+    Subclasses declare their hyperparameters as keyword arguments of ``__init__`` (each stored
+    under the same attribute name, untouched), implement ``_fit`` (learned state in attributes
+    with a trailing underscore) and ``_shaped_logits``; the score defaults to the energy of the
+    shaped logits.
+
+    Class attributes:
+        name: registry name (``create_detector(name)``).
+        requires_fit: with default parameters, ``fit`` must see ID features.
+        requires_labels: ``fit`` must see the ID labels too.
+        requires_model: the method perturbs inputs and needs the network (ODIN).
+        changes_logits: ``predict`` can differ from the plain argmax.
+        default_sweep: the hyperparameter grid of OpenOOD's APS search (empty when none).
+        presets: named parameter sets from the upstream configs, e.g. ``{"cifar": {...}}``.
+        description: one line for listings.
+    """
+
+    name: ClassVar[str] = ""
+    requires_fit: ClassVar[bool] = False
+    requires_labels: ClassVar[bool] = False
+    requires_model: ClassVar[bool] = False
+    changes_logits: ClassVar[bool] = False
+    default_sweep: ClassVar[dict[str, list]] = {}
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    description: ClassVar[str] = ""
+
+    # ----------------------------------------------------------------- parameters
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        names = []
+        for p in signature.parameters.values():
+            if p.name == "self":
+                continue
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                raise TypeError(f"{cls.__name__}.__init__ must list its parameters explicitly")
+            names.append(p.name)
+        return names
+
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        """Constructor defaults, in signature order."""
+        signature = inspect.signature(cls.__init__)
+        return {
+            name: signature.parameters[name].default
+            for name in cls._param_names()
+            if signature.parameters[name].default is not inspect.Parameter.empty
+        }
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Hyperparameters as passed to the constructor (scikit-learn ``get_params``)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> Detector:
+        """Change hyperparameters; forgets what ``fit`` learned (call ``fit`` again)."""
+        valid = self._param_names()
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(
+                    f"{type(self).__name__} has no parameter {key!r}; valid parameters: {valid}"
+                )
+            setattr(self, key, value)
+        if params:
+            self._forget_fit()
+        return self
+
+    def clone(self) -> Detector:
+        """An unfitted copy with the same (deep-copied) hyperparameters."""
+        return type(self)(**copy.deepcopy(self.get_params()))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={_summarise(v)}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # ----------------------------------------------------------------- fitting
+    def _forget_fit(self) -> None:
+        for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, key)
+
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "head_")
+
+    def fit(self, head: Any, features: Any = None, labels: Any = None) -> Detector:
+        """Learn from the classifier head (and ID features/labels where needed); returns self.
+
+        ``head``: a ``LinearHead``, an ``nn.Linear`` or an adapted model with ``.head``.
+        ``features``: ID features (N, D) (tensor or array), used by ReAct, DICE, HIMPLoS and
+        LHAct with fitted thresholds. ``labels``: ID labels (N,), used by HIMPLoS prototypes.
+        """
+        if head is None:
+            raise ValueError(
+                f"{type(self).__name__}.fit needs the classifier head: "
+                "call fit(head, features) with a LinearHead or nn.Linear"
+            )
+        self._forget_fit()
+        self._validate_params()
+        fitted_head = as_head(head).to(torch.float32)
+        h = None
+        if features is not None:
+            h = self._prepare(features, head=fitted_head, name="fit features")
+        y = None
+        if labels is not None:
+            y = self._prepare_labels(labels, h, fitted_head)
+        self._fit(fitted_head, h, y)
+        self.head_ = fitted_head
+        return self
+
+    def _validate_params(self) -> None:
+        """Raise ``ValueError`` for a bad hyperparameter (override per method)."""
+
+    def _fit(
+        self, head: LinearHead, features: torch.Tensor | None, labels: torch.Tensor | None
+    ) -> None:
+        """Learn state from the head and the (validated, float32) ID features."""
+
+    def _require_features(self, features: torch.Tensor | None, what: str) -> torch.Tensor:
+        if features is None:
+            raise ValueError(
+                f"{type(self).__name__} learns {what} from ID features: call "
+                "fit(head, features) with ID features (N, D)"
+            )
+        return features
+
+    # ----------------------------------------------------------------- inputs
+    def _check_fitted(self) -> LinearHead:
+        head = getattr(self, "head_", None)
+        if head is None:
+            raise RuntimeError(
+                f"{type(self).__name__} is not fitted: call fit(head, features) first"
+            )
+        return head
+
+    def _prepare(
+        self, features: Any, head: LinearHead | None = None, name: str = "features"
+    ) -> torch.Tensor:
+        """Validate features: (N, D) or pooled (N, D, 1, 1), finite, width of the head; float32."""
+        head = self._check_fitted() if head is None else head
+        h = check_features(features, name, ndims=(2, 4))
+        if h.ndim == 4:
+            if h.shape[2] != 1 or h.shape[3] != 1:
+                raise ValueError(
+                    f"{name} of shape {tuple(h.shape)} is a feature map: detectors act on "
+                    "pooled features, average-pool it first (x.mean((2, 3)))"
+                )
+            h = h.flatten(1)
+        if h.shape[1] != head.in_features:
+            raise ValueError(
+                f"{name} of shape {tuple(h.shape)} do not fit the head "
+                f"{tuple(head.weight.shape)}: expected (N, {head.in_features})"
+            )
+        return h.to(torch.float32)
+
+    @staticmethod
+    def _prepare_labels(
+        labels: Any, features: torch.Tensor | None, head: LinearHead
+    ) -> torch.Tensor:
+        y = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
+        if y.ndim != 1:
+            raise ValueError(f"labels must be (N,), got shape {tuple(y.shape)}")
+        if y.is_floating_point() or y.dtype == torch.bool:
+            raise ValueError(f"labels must be integer class indices, got dtype {y.dtype}")
+        if features is not None and y.shape[0] != features.shape[0]:
+            raise ValueError(
+                f"labels ({y.shape[0]}) and features ({features.shape[0]}) disagree in length"
+            )
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= head.num_classes):
+            raise ValueError(
+                f"labels must lie in [0, {head.num_classes}) for a head of "
+                f"{head.num_classes} classes; got range [{int(y.min())}, {int(y.max())}]"
+            )
+        return y.to(torch.int64)
+
+    # ----------------------------------------------------------------- outputs
+    def _shaped_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits of the (validated) features after the method's shaping."""
+        return self.head_(h)
+
+    def _score_from_logits(self, logits: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Energy (T = 1) of the shaped logits, or the ``score_fn`` the detector names."""
+        return score_logits(logits, getattr(self, "score_fn", "energy"))
+
+    def logits(self, features: Any) -> torch.Tensor:
+        """Shaped logits (N, C) (the plain logits for methods that do not shape)."""
+        return self._shaped_logits(self._prepare(features))
+
+    def score(self, features: Any) -> torch.Tensor:
+        """OOD score (N,), higher = more in-distribution."""
+        h = self._prepare(features)
+        return self._score_from_logits(self._shaped_logits(h), h)
+
+    def predict(self, features: Any) -> torch.Tensor:
+        """Predicted class (N,): argmax of the shaped logits."""
+        return self.logits(features).argmax(dim=1)
+
+    def score_and_predict(self, features: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(score(features), predict(features))`` with one pass over the head."""
+        h = self._prepare(features)
+        logits = self._shaped_logits(h)
+        return self._score_from_logits(logits, h), logits.argmax(dim=1)

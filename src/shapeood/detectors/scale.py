@@ -1,0 +1,39 @@
+"""SCALE (Xu et al., ICLR 2024): scale the whole pooled feature by ``exp(S1 / S2)``.
+
+Per sample, with the same ``k``, ``S1 = sum(h)`` and ``S2 = sum of the top-k`` as ASH,
+``y = h * exp(S1 / S2)`` (nothing pruned); score = energy (T = 1) of ``W y + b``. Default
+``percentile=85`` (official config and the ImageNet APS choice); OpenOOD APS grid {65, ..., 95}.
+An all-zero row is left unchanged (factor 1) instead of the reference NaN.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+
+from shapeood import shaping
+from shapeood._validation import check_percentile
+from shapeood.detectors.base import Detector, check_score_fn
+from shapeood.detectors.registry import register_detector
+
+
+@register_detector
+class SCALE(Detector):
+    """SCALE: ``y = h * exp(sum(h) / sum(top-k of h))``; energy of ``W y + b``."""
+
+    name = "scale"
+    description = "SCALE: multiply h by exp(S1/S2) from its top (100-p)% activations; energy"
+    changes_logits = True
+    default_sweep: ClassVar[dict[str, list]] = {"percentile": [65, 70, 75, 80, 85, 90, 95]}
+
+    def __init__(self, percentile: float = 85, score_fn: str = "energy") -> None:
+        self.percentile = percentile
+        self.score_fn = score_fn
+
+    def _validate_params(self) -> None:
+        check_percentile(self.percentile)
+        check_score_fn(self.score_fn)
+
+    def _shaped_logits(self, h: torch.Tensor) -> torch.Tensor:
+        return self.head_(shaping.scale(h, float(self.percentile)))
