@@ -1,0 +1,319 @@
+"""Activation shaping: pure, out-of-place tensor functions on penultimate activations.
+
+Every function accepts a torch tensor or a numpy array, either pooled features ``(N, D)`` or
+feature maps ``(N, C, H, W)`` (shaped per sample over all ``C*H*W`` values), and returns a new
+tensor in the input's dtype and on its device. The input is never modified. float16/bfloat16
+inputs are computed in float32 and cast back.
+
+Per-sample notation for the top-k family (ASH, SCALE): ``x`` the sample's ``n`` values,
+``k = percentile_to_k(n, p)``, ``K`` the indices of the ``k`` largest values (exactly ``k``,
+chosen by ``torch.topk``), ``S1 = sum(x)`` and ``S2 = sum(x[K])``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from shapeood._validation import as_tensor, check_features, check_percentile
+
+__all__ = [
+    "ash_b",
+    "ash_p",
+    "ash_s",
+    "class_row_mask",
+    "dice_mask",
+    "ish_shape",
+    "lhact",
+    "percentile_to_k",
+    "react",
+    "scale",
+    "top_k_mask",
+]
+
+LHACT_TH = 1.3520756840705868
+LHACT_TL = 0.21940805315971373
+
+# Rows are processed in blocks of about this many values so that each block stays in cache.
+_BLOCK_VALUES = 1 << 19
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def percentile_to_k(n: int, percentile: float) -> int:
+    """Number of values kept out of ``n``: ``k = n - round_half_even(n * p / 100)``.
+
+    This is the released ASH/SCALE rule (numpy rounding of the float64 product), e.g.
+    ``n = 2048``: p = 65 -> 717, p = 85 -> 307, p = 90 -> 205; ``n = 10``: p = 65 -> 4.
+    """
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise ValueError(f"n must be a positive integer (the number of values), got {n!r}")
+    p = check_percentile(percentile)
+    n = int(n)
+    return n - round(n * p / 100.0)
+
+
+def _require_finite(t: torch.Tensor, name: str) -> None:
+    """Raise ``ValueError`` when ``t`` holds NaN/inf (a cheap sum test first, exact test after)."""
+    acc = torch.float64 if t.dtype == torch.float64 else torch.float32
+    if not bool(torch.isfinite(t.sum(dtype=acc))):
+        # The sum is non-finite on NaN/inf or on overflow; the exact check tells them apart.
+        check_features(t, name, ndims=(t.ndim,), finite=True)
+
+
+def _checked(x: Any, name: str, ndims: tuple[int, ...] = (2, 4)) -> torch.Tensor:
+    """Validate rank, emptiness and finiteness; return a floating tensor (no copy if possible)."""
+    t = check_features(x, name, ndims=ndims, finite=False)
+    _require_finite(t, name)
+    return t
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in _LOW_PRECISION else dtype
+
+
+def _row_blocks(n_rows: int, n_values: int) -> list[tuple[int, int]]:
+    step = max(1, _BLOCK_VALUES // max(1, n_values))
+    return [(i, min(i + step, n_rows)) for i in range(0, n_rows, step)]
+
+
+def _map_rows(
+    t: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor], compute_dtype: torch.dtype
+) -> torch.Tensor:
+    """Apply ``fn`` to row blocks of ``t`` viewed as ``(N, n)``; result has ``t``'s shape/dtype."""
+    flat = t.reshape(t.shape[0], -1)
+    out = torch.empty_like(flat)
+    for lo, hi in _row_blocks(flat.shape[0], flat.shape[1]):
+        out[lo:hi] = fn(flat[lo:hi].to(compute_dtype))
+    return out.view(t.shape)
+
+
+def _k_for(t: torch.Tensor, percentile: float) -> int:
+    n = t[0].numel()
+    k = percentile_to_k(n, percentile)
+    if k == 0:
+        raise ValueError(
+            f"percentile={percentile!r} keeps no value out of {n} per sample; "
+            f"use a percentile below {100.0 * (1.0 - 0.5 / n):.4g}"
+        )
+    return k
+
+
+def _safe_ratio(s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
+    """``S1 / S2``, and 0 where ``S2 == 0`` (so that ``exp`` gives the neutral factor 1)."""
+    zero = s2 == 0
+    return torch.where(zero, torch.zeros_like(s1), s1 / torch.where(zero, torch.ones_like(s2), s2))
+
+
+def top_k_mask(x: Any, percentile: float) -> torch.Tensor:
+    """Boolean mask, same shape as ``x``, that is True on the ``k`` largest values of each sample.
+
+    ``k = percentile_to_k(n, percentile)`` with ``n`` the values per sample; exactly ``k`` per
+    sample (ties at the cut are broken by ``torch.topk``).
+    """
+    t = _checked(x, "x")
+    k = _k_for(t, percentile)
+    flat = t.reshape(t.shape[0], -1)
+    mask = torch.zeros(flat.shape, dtype=torch.bool, device=t.device)
+    for lo, hi in _row_blocks(flat.shape[0], flat.shape[1]):
+        idx = flat[lo:hi].topk(k, dim=1, sorted=False).indices
+        mask[lo:hi].scatter_(1, idx, True)
+    return mask.view(t.shape)
+
+
+# --------------------------------------------------------------------------- ASH and SCALE
+
+
+def ash_p(x: Any, percentile: float = 65) -> torch.Tensor:
+    """ASH-P (prune): ``y_i = x_i`` for ``i`` in ``K`` (the ``k`` largest values), else 0."""
+    t = _checked(x, "x")
+    k = _k_for(t, percentile)
+
+    def block(rows: torch.Tensor) -> torch.Tensor:
+        values, idx = rows.topk(k, dim=1, sorted=False)
+        return torch.zeros_like(rows).scatter_(1, idx, values)
+
+    return _map_rows(t, block, _compute_dtype(t.dtype))
+
+
+def ash_b(x: Any, percentile: float = 65) -> torch.Tensor:
+    """ASH-B (binarise): ``y_i = S1 / k`` for ``i`` in ``K``, else 0 (the row sum is kept).
+
+    An all-zero sample stays all zero.
+    """
+    t = _checked(x, "x")
+    k = _k_for(t, percentile)
+
+    def block(rows: torch.Tensor) -> torch.Tensor:
+        idx = rows.topk(k, dim=1, sorted=False).indices
+        fill = (rows.sum(dim=1, keepdim=True) / k).expand(-1, k)
+        return torch.zeros_like(rows).scatter_(1, idx, fill)
+
+    return _map_rows(t, block, _compute_dtype(t.dtype))
+
+
+def ash_s(x: Any, percentile: float = 65) -> torch.Tensor:
+    """ASH-S (scale): ``y_i = x_i * exp(S1 / S2)`` for ``i`` in ``K``, else 0.
+
+    Where ``S2 == 0`` (e.g. an all-zero sample) the factor is 1, so such a sample stays zero
+    (the reference code returns NaN there).
+    """
+    t = _checked(x, "x")
+    k = _k_for(t, percentile)
+
+    def block(rows: torch.Tensor) -> torch.Tensor:
+        values, idx = rows.topk(k, dim=1, sorted=False)
+        s1 = rows.sum(dim=1, keepdim=True)
+        s2 = values.sum(dim=1, keepdim=True)
+        return torch.zeros_like(rows).scatter_(1, idx, values * torch.exp(_safe_ratio(s1, s2)))
+
+    return _map_rows(t, block, _compute_dtype(t.dtype))
+
+
+def scale(x: Any, percentile: float = 85) -> torch.Tensor:
+    """SCALE: ``y = x * exp(S1 / S2)`` on every value (nothing is pruned).
+
+    ``S2`` does not depend on how ties are broken. Where ``S2 == 0`` (e.g. an all-zero sample)
+    the factor is 1 and the sample is returned unchanged (the reference code returns NaN).
+    """
+    t = _checked(x, "x")
+    k = _k_for(t, percentile)
+
+    def block(rows: torch.Tensor) -> torch.Tensor:
+        s2 = rows.topk(k, dim=1, sorted=False).values.sum(dim=1, keepdim=True)
+        s1 = rows.sum(dim=1, keepdim=True)
+        return rows * torch.exp(_safe_ratio(s1, s2))
+
+    return _map_rows(t, block, _compute_dtype(t.dtype))
+
+
+# --------------------------------------------------------------------------- clipping
+
+
+def _finite_number(value: Any, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{name} must be a finite number, got {value!r}") from err
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return number
+
+
+def react(x: Any, threshold: float) -> torch.Tensor:
+    """ReAct: ``y = min(x, c)`` elementwise (upper clip at the threshold ``c``)."""
+    c = _finite_number(threshold, "threshold")
+    t = _checked(x, "x")
+    return torch.clamp(t, max=c)
+
+
+def lhact(x: Any, th: float = LHACT_TH, tl: float = LHACT_TL) -> torch.Tensor:
+    """LHAct: rectify extremely low and high activations (``tl < th``, ``n = 2``).
+
+    ``u = max(x, tl)``; ``y = u`` if ``u < th`` else ``u / sqrt(1 + (u / th)^4) + tl``.
+    The map jumps at ``th`` (left limit ``th``, value ``th / sqrt(2) + tl``), as in the
+    reference code. ``u`` is clamped in the input dtype; the comparison and the formula run in
+    float64 and the result is cast back.
+    """
+    th = _finite_number(th, "th")
+    tl = _finite_number(tl, "tl")
+    if not th > 0:
+        raise ValueError(f"th must be positive, got {th!r}")
+    if not tl < th:
+        raise ValueError(f"tl must be smaller than th, got tl={tl!r}, th={th!r}")
+    t = _checked(x, "x")
+
+    def block(rows: torch.Tensor) -> torch.Tensor:
+        u = torch.clamp(rows, min=tl).to(torch.float64)
+        high = u / torch.sqrt(1.0 + (u / th) ** 4) + tl
+        return torch.where(u < th, u, high)
+
+    flat = t.reshape(t.shape[0], -1)
+    out = torch.empty_like(flat)
+    for lo, hi in _row_blocks(flat.shape[0], flat.shape[1]):
+        out[lo:hi] = block(flat[lo:hi])
+    return out.view(t.shape)
+
+
+# --------------------------------------------------------------------------- weight masks
+
+
+def _weight_matrix(weight: Any) -> torch.Tensor:
+    return _checked(weight, "weight", ndims=(2,))
+
+
+def dice_mask(weight: Any, mean_feature: Any, percentile: float) -> torch.Tensor:
+    """DICE sparsification mask ``V > tau`` (bool, ``(C, D)``).
+
+    ``V = m[None, :] * W`` (signed contributions of the mean ID feature ``m``) and
+    ``tau = np.percentile(V, p)`` over all ``C * D`` entries (linear interpolation).
+    """
+    w = _weight_matrix(weight)
+    p = check_percentile(percentile)
+    m = as_tensor(mean_feature, "mean_feature")
+    if m.ndim != 1 or m.shape[0] != w.shape[1]:
+        raise ValueError(
+            f"mean_feature must have shape ({w.shape[1]},) to match weight {tuple(w.shape)}, "
+            f"got {tuple(m.shape)}"
+        )
+    m = m.to(torch.float32) if not m.is_floating_point() else m
+    _require_finite(m, "mean_feature")
+    dtype = _compute_dtype(w.dtype)
+    w_np = w.detach().to(device="cpu", dtype=dtype).numpy()
+    m_np = m.detach().to(device="cpu", dtype=dtype).numpy()
+    contribution = m_np[None, :] * w_np
+    tau = np.percentile(contribution, p)
+    return torch.from_numpy(contribution > tau).to(w.device)
+
+
+def class_row_mask(weight: Any, percentile: float) -> torch.Tensor:
+    """HIMPLoS head mask (bool, ``(C, D)``): ``W[c, j] >= np.percentile(W[c, :], p)``.
+
+    Row ``c`` keeps the signed weights of class ``c`` at or above its ``p``-th percentile
+    (linear interpolation), so ``p = 30`` keeps about 70% of each row. ``p`` may be 100.
+    """
+    w = _weight_matrix(weight)
+    p = check_percentile(percentile, upper_inclusive=True)
+    w_np = w.detach().to(_compute_dtype(w.dtype)).cpu().numpy()
+    tau = np.percentile(w_np, p, axis=1, keepdims=True)
+    return torch.from_numpy(w_np >= tau).to(w.device)
+
+
+# --------------------------------------------------------------------------- ISH
+
+
+def ish_shape(h: Any, percentile: float = 0.85) -> torch.Tensor:
+    """ISH reshaped activation used for the weight gradient (``minksample_expscale``).
+
+    ``p`` is a fraction in [0, 1). Per sample: ``k = floor(D * (1 - p))``, ``K`` the indices of
+    the ``k`` largest ``|h_i|``, ``S1 = sum(h)`` (signed), ``S2 = sum(|h[K]|)``;
+    ``y_i = |h_i| * exp(S1 / S2)`` for ``i`` in ``K``, else 0 (factor 1 where ``S2 == 0``).
+    """
+    t = _checked(h, "h", ndims=(2,))
+    try:
+        p = float(percentile)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"percentile must be a fraction in [0, 1), got {percentile!r}") from err
+    if not 0.0 <= p < 1.0:
+        raise ValueError(
+            f"ISH percentile is a fraction in [0, 1) (e.g. 0.85 keeps the top 15%), got {p!r}"
+        )
+    d = t.shape[1]
+    k = int(d * (1.0 - p))
+    if k == 0:
+        raise ValueError(f"percentile={p!r} keeps no value out of {d}; lower it")
+
+    def block(rows: torch.Tensor) -> torch.Tensor:
+        values, idx = rows.abs().topk(k, dim=1, sorted=False)
+        s1 = rows.sum(dim=1, keepdim=True)
+        s2 = values.sum(dim=1, keepdim=True)
+        return torch.zeros_like(rows).scatter_(1, idx, values * torch.exp(_safe_ratio(s1, s2)))
+
+    return _map_rows(t, block, _compute_dtype(t.dtype))
