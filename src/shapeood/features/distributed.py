@@ -1,0 +1,91 @@
+"""torch.distributed plumbing for extraction: who am I, gather chunks, broadcast results.
+
+When a process group is initialised (``torchrun``; gloo on CPU, NCCL on GPUs), chunks are dealt
+round-robin to ranks; after each round every rank's chunk is gathered, rank 0 writes the cache,
+and at the end rank 0 broadcasts the finished set so that every rank returns the same result.
+Collectives run on the CPU for gloo and on the current CUDA device for NCCL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Group:
+    """Rank, world size and the device collectives must use (world 1 = no distribution)."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def current_group() -> Group:
+    """The default process group, or a single-process :class:`Group` when none is set up."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return Group()
+    backend = str(dist.get_backend()).lower()
+    device = torch.device("cpu")
+    if "nccl" in backend:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return Group(dist.get_rank(), dist.get_world_size(), device)
+
+
+def broadcast_object(group: Group, obj: Any = None) -> Any:
+    """Rank 0's ``obj`` on every rank."""
+    if not group.distributed:
+        return obj
+    box = [obj if group.is_main else None]
+    dist.broadcast_object_list(box, src=0, device=group.device)
+    return box[0]
+
+
+def all_gather_rows(
+    group: Group, rows: torch.Tensor | None, width: int, dtype: torch.dtype, capacity: int
+) -> list[torch.Tensor | None]:
+    """Gather one (n_r, width) block per rank (``None`` for a rank that has none this round).
+
+    Blocks are padded to ``capacity`` rows for the collective and trimmed afterwards.
+    """
+    count = torch.tensor([-1 if rows is None else rows.shape[0]], device=group.device)
+    counts = [torch.zeros_like(count) for _ in range(group.world_size)]
+    dist.all_gather(counts, count)
+    padded = torch.zeros(capacity, width, dtype=dtype, device=group.device)
+    if rows is not None:
+        padded[: rows.shape[0]] = rows.reshape(rows.shape[0], width).to(group.device)
+    blocks = [torch.empty_like(padded) for _ in range(group.world_size)]
+    dist.all_gather(blocks, padded)
+    out: list[torch.Tensor | None] = []
+    for block, n in zip(blocks, counts, strict=True):
+        n = int(n.item())
+        out.append(None if n < 0 else block[:n].to("cpu"))
+    return out
+
+
+def broadcast_tensor(group: Group, tensor: torch.Tensor | None) -> torch.Tensor:
+    """Rank 0's tensor on every rank (shape and dtype travel first)."""
+    if not group.distributed:
+        assert tensor is not None
+        return tensor
+    spec = broadcast_object(
+        group, (tuple(tensor.shape), tensor.dtype) if group.is_main and tensor is not None else None
+    )
+    shape, dtype = spec
+    if group.is_main:
+        buffer = tensor.contiguous().to(group.device)
+    else:
+        buffer = torch.empty(shape, dtype=dtype, device=group.device)
+    dist.broadcast(buffer, src=0)
+    return buffer.to("cpu")
