@@ -40,7 +40,7 @@ class DICE(Detector):
         self.score_fn = score_fn
 
     def _validate_params(self) -> None:
-        check_percentile(self.percentile, upper_inclusive=True)
+        check_percentile(self.percentile)
         check_score_fn(self.score_fn)
 
     def _fit(

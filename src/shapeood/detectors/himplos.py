@@ -101,15 +101,24 @@ class HIMPLoS(Detector):
         self.prototypes_ = protos.cpu()
         self.mask_ = shaping.class_row_mask(head.weight, float(self.percentile))
 
-    def _plain_prediction(self, h: torch.Tensor) -> torch.Tensor:
-        return self.head_(h).argmax(dim=1)
-
-    def _shaped_logits(self, h: torch.Tensor) -> torch.Tensor:
-        pred = self._plain_prediction(h)
-        mask = self.mask_.to(h.device)[pred]
-        masked = torch.clamp(h * mask, max=float(self.threshold))
+    def _parts(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(yhat, min(h * M[yhat], t), cos(mu_yhat, h))`` for validated features."""
+        pred = self.head_(h).argmax(dim=1)
+        masked = torch.clamp(h * self.mask_.to(h.device)[pred], max=float(self.threshold))
         protos = self.prototypes_.to(h.device)[pred]
         cosine = F.cosine_similarity(protos, h, dim=1, eps=1e-8)
+        return pred, masked, cosine
+
+    def masked_features(self, features: Any) -> torch.Tensor:
+        """``min(h * M[yhat], t)``: features masked by the predicted class's row, clipped."""
+        return self._parts(self._prepare(features))[1]
+
+    def prototype_similarity(self, features: Any) -> torch.Tensor:
+        """``cos(mu_yhat, h)`` (N,): cosine of each feature with its predicted class prototype."""
+        return self._parts(self._prepare(features))[2]
+
+    def _shaped_logits(self, h: torch.Tensor) -> torch.Tensor:
+        _, masked, cosine = self._parts(h)
         return self.head_(masked) * cosine[:, None]
 
     def _score_from_logits(self, logits: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
