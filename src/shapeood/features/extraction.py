@@ -71,6 +71,12 @@ def _network(fm: Any) -> nn.Module:
     )
 
 
+def _hashed_module(fm: Any, network: nn.Module) -> nn.Module:
+    """The wrapped classifier if any (the same across ``adapt`` calls), else ``network``."""
+    inner = getattr(fm, "model", None)
+    return inner if isinstance(inner, nn.Module) else network
+
+
 def _model_name(fm: Any) -> str:
     cfg = getattr(fm, "pretrained_cfg", None) or {}
     for field in ("name", "architecture", "model"):
@@ -272,7 +278,7 @@ def describe(
     fingerprint = dataset_fingerprint(dataset)
     identity = fingerprint if fingerprint is not None else (None if key is None else f"key:{key}")
     components = {
-        "weights": weights_hash(network, fm.head),
+        "weights": weights_hash(_hashed_module(fm, network), fm.head),
         "layer": str(getattr(fm, "layer_name", "")),
         "transform": transform_text,
         "dataset": identity,
