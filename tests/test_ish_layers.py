@@ -162,26 +162,27 @@ def test_cpu_autocast_bfloat16() -> None:
 
 
 def test_apply_head_finds_final_linear_through_adapter() -> None:
-    torch.manual_seed(5)
+    from torchvision.models import mobilenet_v2
+
+    from shapeood.models import adapt, create
+
     model = TinyNet()
-    apply_ish(model)  # default: the head only
+    with pytest.raises(ValueError, match="head"):
+        apply_ish(model)  # a model the adapter does not know needs its head named
+    apply_ish(model, head="fc")
     assert ish_layers(model) == ["fc"]
     assert type(model.proj) is nn.Linear
 
-    seq_head = nn.Sequential()
-    seq_head.features = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
-    seq_head.flatten = nn.Flatten()
-    seq_head.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(8, 3))
-    from shapeood import models
+    mobile = mobilenet_v2(num_classes=3, width_mult=0.25)  # classifier = Dropout, Linear
+    apply_ish(mobile)
+    assert ish_layers(mobile) == ["classifier.1"] == [adapt(mobile).layer_name]
+    apply_ish(mobile, percentile=0.5)  # converting twice only updates the percentile
+    assert mobile.classifier[1].percentile == 0.5
 
-    fm = models.adapt(seq_head)
-    apply_ish(seq_head)
-    assert ish_layers(seq_head) == [_final_linear(fm)], fm.layer_name
-
-
-def _final_linear(fm) -> str:
-    module = fm.model.get_submodule(fm.layer_name)
-    if isinstance(module, nn.Linear):
-        return fm.layer_name
-    inner = [n for n, m in module.named_modules() if isinstance(m, nn.Linear)][-1]
-    return f"{fm.layer_name}.{inner}"
+    densenet = create("densenet100_cifar")
+    fm = adapt(densenet)
+    assert apply_ish(fm) is fm  # a FeatureModel converts its wrapped model
+    assert ish_layers(densenet) == [fm.layer_name]
+    assert isinstance(densenet.get_submodule(fm.layer_name), ISHLinear)
+    remove_ish(fm)
+    assert ish_layers(densenet) == []

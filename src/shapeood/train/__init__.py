@@ -13,11 +13,16 @@ from shapeood.train.ish import (
     ish_layers,
     remove_ish,
 )
+from shapeood.train.loop import TrainConfig, Trainer, TrainResult, fit_model
 
 __all__ = [
     "ISHConv2d",
     "ISHLinear",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
     "apply_ish",
+    "fit_model",
     "head_layer_name",
     "ish_layers",
     "remove_ish",

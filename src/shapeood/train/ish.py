@@ -305,22 +305,27 @@ def _share_parameters(source: nn.Module, target: nn.Module) -> None:
 # ---------------------------------------------------------------- model-level conversion
 
 
-def head_layer_name(model: nn.Module) -> str:
-    """Dotted name of the classifier's final ``nn.Linear`` (found through ``models.adapt``)."""
+def head_layer_name(model: nn.Module, head: str | None = None) -> str:
+    """Dotted name of the classifier's final layer, as ``shapeood.models.adapt`` splits it.
+
+    ``head`` names the classifier module for models ``adapt`` does not know (the final
+    ``nn.Linear`` inside it is taken).
+    """
     from shapeood import models  # train sits above models
 
-    feature_model = model if hasattr(model, "layer_name") else models.adapt(model)
-    root = getattr(feature_model, "model", model)
-    name = str(feature_model.layer_name)
-    return _final_linear_under(root, name)
+    if head is not None:
+        root = getattr(model, "model", model) if hasattr(model, "layer_name") else model
+        return _final_layer_under(root, head)
+    feature_model = models.adapt(model)
+    return _final_layer_under(feature_model.model, str(feature_model.layer_name))
 
 
-def _final_linear_under(model: nn.Module, name: str) -> str:
+def _final_layer_under(model: nn.Module, name: str) -> str:
     try:
         module = model.get_submodule(name)
     except AttributeError as err:
         raise ValueError(f"the model has no layer named {name!r}") from err
-    if isinstance(module, nn.Linear):
+    if isinstance(module, (nn.Linear, nn.Conv2d)):
         return name
     linears = [n for n, m in module.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
@@ -351,13 +356,14 @@ def apply_ish(
     model: nn.Module,
     percentile: float = DEFAULT_PERCENTILE,
     layers: str | Iterable[str] = "head",
+    head: str | None = None,
 ) -> nn.Module:
     """Convert layers of ``model`` in place to their ISH variant and return ``model``.
 
-    ``layers``: ``"head"`` (the final ``nn.Linear``, found through ``shapeood.models.adapt``; the
-    published recipe), ``"all"`` (every ``nn.Linear`` and every zero-padded ``nn.Conv2d``; other
-    modules are left alone) or dotted module names. Parameters are shared, not copied, so an
-    optimiser built before the call keeps working.
+    ``layers``: ``"head"`` (the final ``nn.Linear``, found through ``shapeood.models.adapt`` or
+    inside the module named by ``head``; the published recipe), ``"all"`` (every ``nn.Linear``
+    and every zero-padded ``nn.Conv2d``; other modules are left alone) or dotted module names.
+    Parameters are shared, not copied, so an optimiser built before the call keeps working.
     """
     percentile = check_ish_percentile(percentile)
     target = getattr(model, "model", model) if hasattr(model, "layer_name") else model
@@ -371,7 +377,7 @@ def apply_ish(
             n for n, m in target.named_modules() if n and isinstance(m, (nn.Linear, nn.Conv2d))
         ]
     elif isinstance(layers, str) and layers == "head":
-        names = [head_layer_name(model)]
+        names = [head_layer_name(model, head)]
     else:
         names = [layers] if isinstance(layers, str) else list(layers)
         if not names:
