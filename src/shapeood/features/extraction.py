@@ -393,7 +393,7 @@ def extract(
     plan = ChunkPlan(num_samples, chunk_rows)
 
     mine = missing[group.rank :: group.world_size]
-    was_training = network.training
+    modes = {m: m.training for m in network.modules()}
     network.eval()
     network.to(dev)
     if channels_last is None:
@@ -432,7 +432,8 @@ def extract(
                 pass
     finally:
         bar.close()
-        network.train(was_training)
+        for module, training in modes.items():  # restore each module's own mode
+            module.training = training
     fs = sink.finish(meta) if group.is_main else None
     return _share(group, fs)
 
