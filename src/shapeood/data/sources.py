@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
+import re
 import threading
 import warnings
 from collections import OrderedDict
@@ -362,6 +363,20 @@ def parse_imglist(path: str | os.PathLike) -> tuple[list[tuple[str, int]], list[
     ``ImglistDataset``, the class label is 0 and the dict is kept in the second list.
     Blank lines are ignored; anything else raises ``ValueError`` naming file and line.
     """
+    key = _stat_key(os.path.realpath(path))
+    if key not in _parsed_lists:
+        _parsed_lists[key] = _parse_imglist(path)
+        while len(_parsed_lists) > 64:
+            _parsed_lists.pop(next(iter(_parsed_lists)))
+    samples, extras = _parsed_lists[key]
+    return list(samples), list(extras)
+
+
+_parsed_lists: dict[Any, tuple[list[tuple[str, int]], list[dict | None]]] = {}
+_INT = re.compile(r"^[+-]?\d+$")
+
+
+def _parse_imglist(path: str | os.PathLike) -> tuple[list[tuple[str, int]], list[dict | None]]:
     samples: list[tuple[str, int]] = []
     extras: list[dict | None] = []
     with open(path, encoding="utf-8") as handle:
@@ -370,17 +385,26 @@ def parse_imglist(path: str | os.PathLike) -> tuple[list[tuple[str, int]], list[
             if not line.strip():
                 continue
             relative, sep, label_text = line.partition(" ")
-            where = f"{os.fspath(path)} line {number}"
             if not sep or not label_text.strip():
-                raise ValueError(f"{where}: expected '<path> <label>', got {line!r}")
+                raise ValueError(
+                    f"{os.fspath(path)} line {number}: expected '<path> <label>', got {line!r}"
+                )
             if relative.startswith("/"):
                 raise ValueError(
-                    f"{where}: absolute path {relative!r}; image lists hold paths relative to root"
+                    f"{os.fspath(path)} line {number}: absolute path {relative!r}; image lists "
+                    "hold paths relative to root"
                 )
+            label_text = label_text.strip()
+            if _INT.match(label_text):
+                samples.append((relative, int(label_text)))
+                extras.append(None)
+                continue
             try:
-                value = ast.literal_eval(label_text.strip())
+                value = ast.literal_eval(label_text)
             except (ValueError, SyntaxError) as err:
-                raise ValueError(f"{where}: label {label_text!r} is not a literal") from err
+                raise ValueError(
+                    f"{os.fspath(path)} line {number}: label {label_text!r} is not a literal"
+                ) from err
             if isinstance(value, dict):
                 samples.append((relative, 0))
                 extras.append(value)
@@ -388,7 +412,10 @@ def parse_imglist(path: str | os.PathLike) -> tuple[list[tuple[str, int]], list[
                 samples.append((relative, int(value)))
                 extras.append(None)
             else:
-                raise ValueError(f"{where}: label must be an int or a dict, got {label_text!r}")
+                raise ValueError(
+                    f"{os.fspath(path)} line {number}: label must be an int or a dict, "
+                    f"got {label_text!r}"
+                )
     return samples, extras
 
 
@@ -396,7 +423,8 @@ class ImageListDataset(_FileDataset):
     """Images named by an OpenOOD image list, resolved under ``root``.
 
     Labels come from the list (``label_override=-1`` forces OOD); dict labels give label 0 and
-    are kept in ``.extras``. Images are PIL RGB (then ``transform``).
+    are kept in ``.extras`` (by relative path; ``.extra(i)``). Images are PIL RGB (then
+    ``transform``).
     """
 
     def __init__(
@@ -414,8 +442,17 @@ class ImageListDataset(_FileDataset):
             raise FileNotFoundError(f"image list not found: {self.imglist}")
         self.transform = transform
         self.name = name or self.imglist.stem
-        self.samples, self.extras = parse_imglist(self.imglist)
+        self.samples, extras = parse_imglist(self.imglist)
+        self.extras: dict[str, dict] = {
+            relative: extra
+            for (relative, _), extra in zip(self.samples, extras, strict=True)
+            if extra
+        }
         self._setup_files(skip_bad, label_override)
+
+    def extra(self, i: int) -> dict | None:
+        """The dict label of row ``i`` when the list gave one (OpenOOD extra fields), else None."""
+        return self.extras.get(self.samples[i][0])
 
 
 class ImageFolderDataset(_FileDataset):
