@@ -106,10 +106,10 @@ def test_offline_benchmark_sizes_and_roles(offline):
     assert (offline.resize, offline.crop, offline.num_classes) == (32, 32, 10)
     sizes = {role + "/" + name: len(ds) for role, name, ds in offline.datasets()}
     assert sizes == {
-        "id_test/cifar10_offline_id_test": 9000,
-        "id_val/cifar10_offline_id_val": 1000,
-        "ood_val/cifar10_offline_ood_val": 1000,
-        "id_train/cifar10_offline_id_train": 10000,
+        "id_test/id_test": 9000,
+        "id_val/id_val": 1000,
+        "ood_val/ood_val": 1000,
+        "id_train/id_train": 10000,
         "near/tin": 7793,
         "far/mnist": 10000,
         "far/texture": 1200,

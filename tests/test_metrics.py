@@ -229,6 +229,8 @@ def test_bad_arguments_raise():
         metrics.ood_metrics([1.0], [0.0], convention="OpenOOD")
     with pytest.raises(ValueError, match="both id_pred and id_labels"):
         metrics.ood_metrics([1.0], [0.0], id_pred=[1])
+    with pytest.raises(ValueError, match="ID samples only"):
+        metrics.ood_metrics([1.0, 2.0], [0.0], id_pred=[1, 2, 3], id_labels=[1, 2, 3])
     with pytest.raises(ValueError, match="same length"):
         metrics.accuracy([1, 2], [1])
     with pytest.raises(ValueError, match="recall_level"):

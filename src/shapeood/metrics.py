@@ -347,6 +347,12 @@ def ood_metrics(
     if (id_pred is None) != (id_labels is None):
         raise ValueError("pass both id_pred and id_labels to get the accuracy, or neither")
     if id_pred is not None:
+        n_pred, n_id = len(_as_label_array(id_pred, "id_pred")), len(id_scores)
+        if n_pred != n_id:
+            raise ValueError(
+                f"id_pred has {n_pred} entries but id_scores has {n_id}: pass the predictions "
+                "and labels of the ID samples only"
+            )
         result["acc"] = accuracy(id_pred, id_labels)
     result["convention"] = convention
     return result

@@ -169,12 +169,16 @@ class Benchmark:
         raise KeyError(f"{set_name!r} is no OOD set of {self.name!r}: {list(self.ood_datasets())}")
 
     def datasets(self) -> Iterator[tuple[str, str, Any]]:
-        """``(role, name, dataset)`` for every dataset present."""
-        yield "id_test", self.id_test.name, self.id_test
+        """``(role, key, dataset)`` for every dataset present.
+
+        ``key`` is the set's name within its group (``"tin"``, ``"mnist"``) for OOD and csid
+        sets, and the role itself (``"id_test"``, ``"id_val"``, ...) for the single roles.
+        """
+        yield "id_test", "id_test", self.id_test
         for role in ("id_val", "ood_val", "id_train"):
             dataset = getattr(self, role)
             if dataset is not None:
-                yield role, dataset.name, dataset
+                yield role, role, dataset
         for group, sets in self.ood.items():
             for set_name, dataset in sets.items():
                 yield group, set_name, dataset

@@ -550,13 +550,18 @@ class TorchvisionSource(_Source):
                 return np.asarray(values, dtype=np.int64).reshape(-1)
         return np.array([int(self.dataset[i][1]) for i in range(len(self))], dtype=np.int64)
 
+    def _folder(self) -> Path:
+        """The folder holding this dataset's files (not the whole shared root when avoidable)."""
+        for attr in ("_base_folder", "raw_folder"):
+            folder = getattr(self.dataset, attr, None)
+            if folder is not None and Path(folder).is_dir():
+                return Path(folder)
+        return Path(self.dataset.root) / getattr(self.dataset, "base_folder", "")
+
     def fingerprint(self) -> str:
         """Digest of the class, split and the dataset folder's file list with sizes."""
         if self._fingerprint is None:
-            folder = Path(
-                getattr(self.dataset, "_base_folder", None)
-                or Path(self.dataset.root) / getattr(self.dataset, "base_folder", "")
-            )
+            folder = self._folder()
             files = sorted(
                 (p.relative_to(folder).as_posix(), p.stat().st_size)
                 for p in folder.rglob("*")
