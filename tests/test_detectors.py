@@ -424,3 +424,13 @@ def test_odin_input_errors() -> None:
         ODIN(std=(1.0, 2.0)).score_inputs(model, torch.randn(2, 3, 4, 4))
     with pytest.raises(ValueError, match="float image batch"):
         ODIN().score_inputs(model, torch.zeros(2, 3, 4, 4, dtype=torch.uint8))
+
+
+def test_huge_finite_features_are_not_mistaken_for_nan() -> None:
+    """A float32 sum that overflows must not be reported as NaN/inf input."""
+    head = LinearHead(torch.full((3, 4), 1e-30), torch.zeros(3))
+    x = torch.tensor([[3e38, 3e38, 0.0, 1.0], [1.0, 2.0, 3.0, 4.0]])
+    scores = create_detector("energy").fit(head).score(x)
+    assert bool(torch.isfinite(scores).all())
+    with pytest.raises(ValueError, match="infinite"):
+        create_detector("energy").fit(head).score(torch.tensor([[float("inf"), 0, 0, 0]]))

@@ -201,7 +201,10 @@ class Detector:
     ) -> torch.Tensor:
         """Validate features: (N, D) or pooled (N, D, 1, 1), finite, width of the head; float32."""
         head = self._check_fitted() if head is None else head
-        h = check_features(features, name, ndims=(2, 4))
+        h = check_features(features, name, ndims=(2, 4), finite=False).to(torch.float32)
+        if not bool(torch.isfinite(h.sum())):
+            # A non-finite sum means NaN/inf, or overflow of huge values: the exact check decides.
+            check_features(h, name, ndims=(2, 4), finite=True)
         if h.ndim == 4:
             if h.shape[2] != 1 or h.shape[3] != 1:
                 raise ValueError(
@@ -214,7 +217,7 @@ class Detector:
                 f"{name} of shape {tuple(h.shape)} do not fit the head "
                 f"{tuple(head.weight.shape)}: expected (N, {head.in_features})"
             )
-        return h.to(torch.float32)
+        return h
 
     @staticmethod
     def _prepare_labels(

@@ -1,0 +1,201 @@
+"""Time every post-hoc detector on cached-feature-sized inputs, against a per-sample baseline.
+
+Features are ``relu`` of a seeded Gaussian (N x D, default 50,000 x 2,048) and the head has
+1,000 classes. Each detector is fitted once (on the same features; HIMPLoS with labels i mod C)
+and ``score(features)`` is timed as the best of ``--repeats`` calls. The baseline computes the
+same formula one sample at a time in numpy, as the upstream code did: ASH with the pre-2022
+per-row ``np.percentile`` threshold, LHAct with a Python function per element
+(``Tensor.apply_``), every other method with a per-sample loop. Baselines run on a subset of rows
+and are extrapolated linearly to N (the table says on how many rows). ``max |diff|`` compares the
+two scores on that subset (ASH baselines threshold by interpolated percentile, so ties and
+interpolation may differ slightly). The first row is the floor shared by every detector that
+computes logits: one ``h @ W.T + b``.
+
+    python benchmarks/bench_detectors.py [--rows 50000] [--dim 2048] [--classes 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from shapeood import LinearHead
+from shapeood.detectors import Detector, create_detector, list_detectors
+
+# ----------------------------------------------------------------- per-sample baselines
+
+
+def _logsumexp(z: np.ndarray) -> float:
+    top = z.max()
+    return float(top + np.log(np.exp(z - top).sum()))
+
+
+def _energy_of(weight: np.ndarray, bias: np.ndarray) -> Callable[[np.ndarray], float]:
+    return lambda y: _logsumexp(weight @ y + bias)
+
+
+def _percentile_prune(x: np.ndarray, p: float) -> tuple[np.ndarray, float, float]:
+    """Pre-2022 ASH: keep entries >= the row's p-th percentile; returns (mask, S1, S2)."""
+    keep = x >= np.percentile(x, p)
+    return keep, float(x.sum()), float(x[keep].sum())
+
+
+def make_baselines(
+    det_by_name: dict[str, Detector], weight: np.ndarray, bias: np.ndarray
+) -> dict[str, Callable[[np.ndarray], float]]:
+    """One function per method mapping ONE sample (D,) to its score."""
+    energy = _energy_of(weight, bias)
+
+    def msp(x: np.ndarray) -> float:
+        z = weight @ x + bias
+        return float(1.0 / np.exp(z - z.max()).sum())
+
+    def odin(x: np.ndarray) -> float:
+        z = (weight @ x + bias) / float(det_by_name["odin"].temperature)
+        return float(1.0 / np.exp(z - z.max()).sum())
+
+    def react(x: np.ndarray) -> float:
+        return energy(np.minimum(x, det_by_name["react"].threshold_))
+
+    dice_weight = (weight * det_by_name["dice"].mask_.numpy()).astype(np.float32)
+
+    def dice(x: np.ndarray) -> float:
+        return _logsumexp(dice_weight @ x + bias)
+
+    def ash_p(x: np.ndarray) -> float:
+        keep, _, _ = _percentile_prune(x, det_by_name["ash_p"].percentile)
+        return energy(np.where(keep, x, 0).astype(np.float32))
+
+    def ash_b(x: np.ndarray) -> float:
+        keep, s1, _ = _percentile_prune(x, det_by_name["ash_b"].percentile)
+        return energy(np.where(keep, s1 / keep.sum(), 0).astype(np.float32))
+
+    def ash_s(x: np.ndarray) -> float:
+        keep, s1, s2 = _percentile_prune(x, det_by_name["ash_s"].percentile)
+        return energy(np.where(keep, x * math.exp(s1 / s2), 0).astype(np.float32))
+
+    def scale(x: np.ndarray) -> float:
+        _, s1, s2 = _percentile_prune(x, det_by_name["scale"].percentile)
+        return energy((x * math.exp(s1 / s2)).astype(np.float32))
+
+    lh = det_by_name["lhact"]
+
+    def rectify(v: float) -> float:
+        u = max(v, lh.tl_)
+        return u if u < lh.th_ else u / math.sqrt(1 + (u / lh.th_) ** 4) + lh.tl_
+
+    def lhact(x: np.ndarray) -> float:
+        return energy(torch.from_numpy(x.copy()).apply_(rectify).numpy())
+
+    hp = det_by_name["himplos"]
+    mask, protos = hp.mask_.numpy(), hp.prototypes_.numpy()
+
+    def himplos(x: np.ndarray) -> float:
+        c = int(np.argmax(weight @ x + bias))
+        clipped = np.minimum(x * mask[c], hp.threshold).astype(np.float32)
+        cosine = x @ protos[c] / max(np.linalg.norm(x) * np.linalg.norm(protos[c]), 1e-8)
+        return _logsumexp(cosine * (weight @ clipped + bias))
+
+    return {
+        "msp": msp,
+        "max_logit": lambda x: float((weight @ x + bias).max()),
+        "energy": energy,
+        "odin": odin,
+        "dice": dice,
+        "react": react,
+        "ash_p": ash_p,
+        "ash_b": ash_b,
+        "ash_s": ash_s,
+        "scale": scale,
+        "lhact": lhact,
+        "himplos": himplos,
+    }
+
+
+# ----------------------------------------------------------------- timing
+
+
+def best_time(fn: Callable[[], object], repeats: int) -> float:
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=50_000, help="feature rows N")
+    parser.add_argument("--dim", type=int, default=2_048, help="feature width D")
+    parser.add_argument("--classes", type=int, default=1_000, help="head classes C")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per detector")
+    parser.add_argument("--baseline-rows", type=int, default=500, help="rows the baseline runs")
+    parser.add_argument("--lhact-rows", type=int, default=10, help="rows of the per-element one")
+    parser.add_argument("--only", nargs="*", default=None, help="detector names to run")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    gen = torch.Generator().manual_seed(0)
+    features = torch.relu(torch.randn(args.rows, args.dim, generator=gen))
+    weight = torch.randn(args.classes, args.dim, generator=gen) / math.sqrt(args.dim)
+    bias = torch.randn(args.classes, generator=gen) * 0.01
+    labels = torch.arange(args.rows) % args.classes  # every class present
+    head = LinearHead(weight, bias)
+    names = [n for n in list_detectors() if args.only is None or n in args.only]
+
+    print(
+        f"features {args.rows} x {args.dim} (relu of a seeded Gaussian), head {args.classes} "
+        f"classes, torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s); "
+        f"best of {args.repeats} calls"
+    )
+    floor = best_time(lambda: head(features), args.repeats)
+
+    detectors: dict[str, Detector] = {}
+    fit_s: dict[str, float] = {}
+    for name in list_detectors():
+        det = create_detector(name, **({"noise": 0.0} if name == "odin" else {}))
+        start = time.perf_counter()
+        det.fit(head, features, labels)
+        fit_s[name] = time.perf_counter() - start
+        detectors[name] = det
+    baselines = make_baselines(detectors, weight.numpy(), bias.numpy())
+
+    header = (
+        f"{'detector':<22}{'fit s':>8}{'score s':>10}{'per-sample s':>14}"
+        f"{'(rows)':>8}{'speed-up':>10}{'max |diff|':>12}"
+    )
+    print(header)
+    print("-" * len(header))
+    print(f"{'head matmul (floor)':<22}{'':>8}{floor:>10.3f}")
+    for name in names:
+        det = detectors[name]
+        seconds = best_time(lambda det=det: det.score(features), args.repeats)
+        n_base = min(args.rows, args.lhact_rows if name == "lhact" else args.baseline_rows)
+        subset = features[:n_base].numpy()
+        start = time.perf_counter()
+        reference = np.array([baselines[name](row) for row in subset])
+        base_full = (time.perf_counter() - start) * args.rows / n_base
+        ours = det.score(features[:n_base]).double().numpy()
+        diff = float(np.abs(ours - reference).max())
+        label = f"{name} (noise=0)" if name == "odin" else name
+        print(
+            f"{label:<22}{fit_s[name]:>8.3f}{seconds:>10.3f}{base_full:>14.1f}"
+            f"{n_base:>8}{base_full / seconds:>9.0f}x{diff:>12.2e}"
+        )
+    print(
+        "per-sample s: the baseline timed on (rows) rows and extrapolated linearly to "
+        f"{args.rows} rows; speed-up = per-sample s / score s."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
