@@ -161,3 +161,21 @@ def test_kill_9_mid_extraction_resumes_only_missing_chunks(tmp_path):
     assert torch.equal(resumed.logits, clean.logits)
     assert torch.equal(resumed.labels, clean.labels)
     assert key in FeatureCache(tmp_path)
+
+
+def test_two_writers_of_one_key_both_get_the_merged_set(tmp_path):
+    """Two processes finishing the same entry: the later one finds it merged and loads it."""
+    cache = FeatureCache(tmp_path)
+    fs = _small_set(10)
+    writers = [cache.open("same-key", 10, 4, {"model": "m"}) for _ in range(2)]
+    for w in writers:
+        w.start()
+        for i in w.missing_chunks():
+            rows = slice(*w.bounds(i))
+            w.write(i, fs.features[rows], fs.logits[rows], fs.labels[rows])
+    first = writers[0].finish({"model": "m"})
+    assert not (tmp_path / "same-key" / "chunks").exists()
+    second = writers[1].finish({"model": "m"})  # its chunks are gone: loads the merged set
+    for got in (first, second):
+        assert torch.equal(got.features, fs.features) and torch.equal(got.labels, fs.labels)
+    assert [e.key for e in cache.list()] == ["same-key"]

@@ -227,31 +227,47 @@ class PartialEntry(ChunkPlan):
         )
 
     def finish(self, meta: dict[str, Any]) -> FeatureSet:
-        """Merge the chunks into one ``.npy`` per array, write ``meta.json``, drop the chunks."""
+        """Merge the chunks into one ``.npy`` per array, write ``meta.json``, drop the chunks.
+
+        When another process extracting the same key finished first, its result is returned.
+        """
+        if not is_complete(self.folder):
+            try:
+                self._merge_chunks(meta)
+            except FileNotFoundError:
+                if not is_complete(self.folder):  # chunks gone, but not merged by another run
+                    raise
+        return load_featureset(self.folder)
+
+    def _merge_chunks(self, meta: dict[str, Any]) -> None:
         first = read_chunk(self.chunk_path(0))
         targets = [self.folder / f"{name}.npy" for name in ARRAYS]
         temps = [t.with_name(f".{t.name}.{os.getpid()}.tmp") for t in targets]
-        files = [open(t, "wb") for t in temps]
         try:
-            for f, sample in zip(files, first, strict=True):
-                header = {
-                    "descr": np.lib.format.dtype_to_descr(sample.dtype),
-                    "fortran_order": False,
-                    "shape": (self.num_samples, *sample.shape[1:]),
-                }
-                np.lib.format.write_array_header_1_0(f, header)
-            for i in range(self.num_chunks):
-                parts = first if i == 0 else read_chunk(self.chunk_path(i))
-                for f, part, sample in zip(files, parts, first, strict=True):
-                    f.write(np.ascontiguousarray(part, dtype=sample.dtype).tobytes())
-            for f in files:
-                f.flush()
-                os.fsync(f.fileno())
+            files = [open(t, "wb") for t in temps]
+            try:
+                for f, sample in zip(files, first, strict=True):
+                    header = {
+                        "descr": np.lib.format.dtype_to_descr(sample.dtype),
+                        "fortran_order": False,
+                        "shape": (self.num_samples, *sample.shape[1:]),
+                    }
+                    np.lib.format.write_array_header_1_0(f, header)
+                for i in range(self.num_chunks):
+                    parts = first if i == 0 else read_chunk(self.chunk_path(i))
+                    for f, part, sample in zip(files, parts, first, strict=True):
+                        f.write(np.ascontiguousarray(part, dtype=sample.dtype).tobytes())
+                for f in files:
+                    f.flush()
+                    os.fsync(f.fileno())
+            finally:
+                for f in files:
+                    f.close()
+            for tmp, target in zip(temps, targets, strict=True):
+                os.replace(tmp, target)
         finally:
-            for f in files:
-                f.close()
-        for tmp, target in zip(temps, targets, strict=True):
-            os.replace(tmp, target)
+            for tmp in temps:
+                tmp.unlink(missing_ok=True)
         info = dict(meta)
         info.update(
             num_samples=self.num_samples,
@@ -262,4 +278,3 @@ class PartialEntry(ChunkPlan):
         write_json(self.folder / META_FILE, info)
         shutil.rmtree(self.folder / CHUNK_DIR, ignore_errors=True)
         (self.folder / PROGRESS_FILE).unlink(missing_ok=True)
-        return load_featureset(self.folder)

@@ -8,6 +8,7 @@ Collectives run on the CPU for gloo and on the current CUDA device for NCCL.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,12 @@ class Group:
         return self.world_size > 1
 
 
+def local_cuda_index() -> int:
+    """This process's GPU: ``$LOCAL_RANK`` (set by torchrun) or the current CUDA device."""
+    local = os.environ.get("LOCAL_RANK")
+    return int(local) if local is not None else torch.cuda.current_device()
+
+
 def current_group() -> Group:
     """The default process group, or a single-process :class:`Group` when none is set up."""
     if not (dist.is_available() and dist.is_initialized()):
@@ -39,7 +46,7 @@ def current_group() -> Group:
     backend = str(dist.get_backend()).lower()
     device = torch.device("cpu")
     if "nccl" in backend:
-        device = torch.device("cuda", torch.cuda.current_device())
+        device = torch.device("cuda", local_cuda_index())
     return Group(dist.get_rank(), dist.get_world_size(), device)
 
 

@@ -249,9 +249,7 @@ def _chunk_stream(
 def _progress_bar(total: int, enabled: bool, desc: str):
     from tqdm.auto import tqdm
 
-    return tqdm(
-        total=total, unit="img", desc=desc, disable=not enabled, leave=False
-    )
+    return tqdm(total=total, unit="img", desc=desc, disable=not enabled, leave=False)
 
 
 def _resolve_cache(cache: Any) -> FeatureCache | None:
@@ -344,6 +342,8 @@ def extract(
     dev = _resolve_device(device, network)
     amp_dtype = _amp_dtype(amp, dev)
     group = dist_utils.current_group()
+    if group.distributed and dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", dist_utils.local_cuda_index())  # one GPU per rank
     store = _resolve_cache(cache)
 
     identity = describe(fm, dataset, amp=amp, device=str(dev), key=key)
