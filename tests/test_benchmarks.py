@@ -340,3 +340,22 @@ def test_bad_benchmark_files(user_data, body, error, message):
     file.write_text("data_root: data\nnum_classes: 4\n" + body + "\n")
     with pytest.raises(error, match=message):
         load_benchmark_file(file)
+
+
+def test_imagenet_classic_builds_from_folders(tmp_path):
+    for wnid in ("n01440764", "n01443537"):
+        _png(tmp_path / "imagenet" / "val" / wnid / "a.png", 3)
+    for folder in ("iNaturalist/images", "SUN/images", "Places/images", "dtd/images/banded"):
+        _png(tmp_path / "ood_data" / folder / "x.png", 7)
+    bench = get_benchmark("imagenet_classic", data_root=tmp_path)
+    assert bench.fpr_convention == "classic" and (bench.resize, bench.crop) == (256, 224)
+    assert bench.id_test.classes == ["n01440764", "n01443537"]
+    assert bench.id_test.labels.tolist() == [0, 1]
+    assert bench.ood["near"] == {} and list(bench.ood["far"]) == [
+        "inaturalist",
+        "sun",
+        "places",
+        "textures",
+    ]
+    assert all(ds.labels.tolist() == [-1] for ds in bench.ood_datasets().values())
+    assert bench.id_train is None and bench.skipped_optional == ["id_train/id_train"]
