@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -258,7 +259,7 @@ def _missing_for(spec: SourceSpec, root: Path) -> list[str]:
 def _build_source(spec: SourceSpec, root: Path, name: str, transform: Transform | None) -> Any:
     if spec.kind == "imglist":
         imglist = _find_imglist(root, spec.location)
-        return ImageListDataset(
+        dataset = ImageListDataset(
             _resolve(root, spec.image_root or "."),
             imglist,
             transform=transform,
@@ -266,6 +267,15 @@ def _build_source(spec: SourceSpec, root: Path, name: str, transform: Transform 
             skip_bad=spec.skip_bad,
             label_override=spec.label_override,
         )
+        listed = len(dataset) + dataset.num_skipped
+        if spec.expected_lines is not None and listed != spec.expected_lines:
+            warnings.warn(
+                f"{imglist} lists {listed} images where the benchmark definition expects "
+                f"{spec.expected_lines}: another version of the list? Results will not be "
+                "comparable with published numbers",
+                stacklevel=3,
+            )
+        return dataset
     path = _resolve(root, spec.location)
     if spec.kind == "npz":
         return ArrayDataset(
