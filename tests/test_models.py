@@ -37,13 +37,16 @@ def _vgg_small() -> nn.Module:
     return model
 
 
-BOTTLENECK = tvm.resnet.Bottleneck
+def _tv_resnet(**kwargs) -> nn.Module:
+    """A one-block-per-stage torchvision ResNet (the class of WideResNet and ResNeXt)."""
+    return tvm.ResNet(tvm.resnet.Bottleneck, [1, 1, 1, 1], num_classes=5, **kwargs)
+
 
 # name -> (builder, input size, expects a feature map)
 FAMILIES = {
     "tv_resnet18": (lambda: tvm.resnet18(num_classes=5), 32, True),
-    "tv_wide_resnet": (lambda: tvm.ResNet(BOTTLENECK, [1] * 4, 5, width_per_group=128), 32, True),
-    "tv_resnext": (lambda: tvm.ResNet(BOTTLENECK, [1] * 4, 5, groups=2, width_per_group=8), 32, 1),
+    "tv_wide_resnet": (lambda: _tv_resnet(width_per_group=128), 32, True),
+    "tv_resnext": (lambda: _tv_resnet(groups=4, width_per_group=8), 32, True),
     "tv_densenet": (lambda: tvm.DenseNet(8, (2, 2), 16, num_classes=5), 32, True),
     "tv_mobilenet_v2": (lambda: tvm.mobilenet_v2(num_classes=5, width_mult=0.25), 32, True),
     "tv_mobilenet_v3": (lambda: tvm.mobilenet_v3_small(num_classes=5), 32, True),
