@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset, TensorDataset
 
-from shapeood.train import TrainConfig, fit_model
+from shapeood.train import TrainConfig, fit_model, ish_layers
 from shapeood.train.checkpoint import atomic_save, load_checkpoint
 from shapeood.train.optim import make_optimizer
 from shapeood.train.schedule import cosine_factor, cosine_schedule
@@ -87,15 +87,17 @@ def test_resume_after_a_kill_gives_the_same_weights(tmp_path: Path) -> None:
     def kill_after_first_epoch(trainer, record) -> None:
         raise Killed
 
+    killed_model = model_with_seed(0)
     with pytest.raises(Killed):
         fit_model(
-            model_with_seed(0),
+            killed_model,
             data,
             cfg,
             head_name="fc",
             out_dir=tmp_path / "b",
             callbacks=[kill_after_first_epoch],
         )
+    assert ish_layers(killed_model) == []  # ISH layers are undone even when training stops
     saved = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
     assert saved["epoch"] == 1 and {"optimizer", "scheduler", "scaler", "rng"} <= set(saved)
     torch.manual_seed(12345)  # the resumed process starts from another RNG state and weights

@@ -226,17 +226,19 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
-        for epoch in range(start_epoch, cfg.epochs):
-            sampler.set_epoch(epoch)
-            record = self._train_epoch(
-                net, loader, steps, epoch, optimizer, scheduler, scaler, amp, amp_dtype
-            )
-            self.history.append(record)
-            self._save_checkpoint(model, optimizer, scheduler, scaler, generator, epoch + 1)
-            for callback in self.callbacks:
-                callback(self, record)
-
-        remove_ish(model)
+        try:
+            for epoch in range(start_epoch, cfg.epochs):
+                sampler.set_epoch(epoch)
+                record = self._train_epoch(
+                    net, loader, steps, epoch, optimizer, scheduler, scaler, amp, amp_dtype
+                )
+                self.history.append(record)
+                self._save_checkpoint(model, optimizer, scheduler, scaler, generator, epoch + 1)
+                for callback in self.callbacks:
+                    callback(self, record)
+        finally:
+            if cfg.ish:  # ISH only changes training: hand back plain layers, even on errors
+                remove_ish(model)
         weights = None
         if self.out_dir is not None and self.dist.is_main:
             weights = atomic_save(model.state_dict(), self.out_dir / FINAL_WEIGHTS_NAME)
