@@ -45,8 +45,14 @@ def evenly_spaced(dataset: Any, limit: int | None) -> tuple[Any, str | None]:
 
 def features(model: torch.nn.Module, dataset: Any, args: argparse.Namespace) -> Any:
     data, key = evenly_spaced(dataset, args.max_per_set)
-    return extract(model, data, batch_size=args.batch_size, device=args.device, key=key,
-                   progress=not args.quiet)  # fmt: skip
+    return extract(
+        model,
+        data,
+        batch_size=args.batch_size,
+        device=args.device,
+        key=key,
+        progress=not args.quiet,
+    )
 
 
 def scale_percentile(head: Any, model: torch.nn.Module, bench: Any, args: Any) -> float:
@@ -113,8 +119,12 @@ def markdown(rows: list[dict[str, Any]], bench: Any) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=Path, default=Path("runs"),
-                        help="folder holding cifar10_densenet_{plain,ish}/model.pt")  # fmt: skip
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        default=Path("runs"),
+        help="folder holding cifar10_densenet_{plain,ish}/model.pt",
+    )
     parser.add_argument("--plain", type=Path, help="weights of the plain fine-tuned model")
     parser.add_argument("--ish", type=Path, help="weights of the ISH fine-tuned model")
     parser.add_argument("--methods", default="scale,energy,msp")

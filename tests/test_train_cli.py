@@ -27,9 +27,25 @@ def tiny_npz(path: Path, n: int = 8) -> Path:
 def test_train_command_writes_weights_and_resumes(tmp_path: Path, capsys) -> None:
     data = tiny_npz(tmp_path / "train.npz")
     out = tmp_path / "run"
-    argv = ["train", "--model", "resnet20_cifar", "--data", str(data), "--out", str(out),
-            "--epochs", "2", "--batch-size", "4", "--max-steps-per-epoch", "1", "--ish",
-            "--lr", "0.05", "--no-progress"]  # fmt: skip
+    argv = [
+        "train",
+        "--model",
+        "resnet20_cifar",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--max-steps-per-epoch",
+        "1",
+        "--ish",
+        "--lr",
+        "0.05",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["epochs"] == 2 and Path(summary["weights"]) == out / "model.pt"

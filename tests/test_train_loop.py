@@ -118,11 +118,13 @@ def test_resume_refuses_other_settings(tmp_path: Path) -> None:
     cfg = TrainConfig(epochs=1, **FAST)
     fit_model(model_with_seed(0), toy_data(64), cfg, head_name="fc", out_dir=tmp_path)
     with pytest.raises(ValueError, match="lr"):
-        fit_model(model_with_seed(0), toy_data(64), cfg.replace(lr=0.1), head_name="fc",
-                  out_dir=tmp_path)  # fmt: skip
+        fit_model(
+            model_with_seed(0), toy_data(64), cfg.replace(lr=0.1), head_name="fc", out_dir=tmp_path
+        )
     with pytest.raises(ValueError, match="exists"):
-        fit_model(model_with_seed(0), toy_data(64), cfg, head_name="fc", out_dir=tmp_path,
-                  resume=False)  # fmt: skip
+        fit_model(
+            model_with_seed(0), toy_data(64), cfg, head_name="fc", out_dir=tmp_path, resume=False
+        )
 
 
 def test_parameter_groups_are_chosen_by_name() -> None:
