@@ -181,3 +181,16 @@ def test_raw_images_without_transform_and_without_cfg_raise():
     model.pretrained_cfg = {}
     with pytest.raises(ValueError, match="transform"):
         extract(model, Raw(), cache=False, progress=False)
+
+
+def test_transform_with_a_memory_address_in_its_repr_warns(tmp_path):
+    data = TinyImages(4, transform=lambda image: image.float() / 255.0)
+    with pytest.warns(UserWarning, match="memory address"):
+        extract(TinyFeatureModel(), data, batch_size=4, cache=tmp_path, progress=False)
+
+
+def test_uncached_result_carries_its_identity():
+    fs = extract(TinyFeatureModel(), TinyImages(6), batch_size=4, cache=False, progress=False)
+    assert fs.meta["key"] == describe(TinyFeatureModel(), TinyImages(6))["key"]
+    assert fs.meta["dim"] == DIM and fs.meta["num_classes"] == NUM_CLASSES
+    assert "path" not in fs.meta

@@ -183,7 +183,9 @@ class MemoryChunks(ChunkPlan):
 
     def finish(self, meta: dict[str, Any]) -> FeatureSet:
         parts = [self._chunks[i] for i in range(self.num_chunks)]
-        return FeatureSet(*(torch.cat([p[j] for p in parts]) for j in range(3)), meta=meta)
+        features, logits, labels = (torch.cat([p[j] for p in parts]) for j in range(3))
+        info = dict(meta, dim=int(features.shape[1]), num_classes=int(logits.shape[1]))
+        return FeatureSet(features, logits, labels, meta=info)
 
 
 class PartialEntry(ChunkPlan):
