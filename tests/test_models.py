@@ -21,6 +21,7 @@ from shapeood.models import (
     load_model,
     transform_for,
 )
+from shapeood.models.factory import torchvision_cfg
 from shapeood.models.mobilenet_v2_tf import Conv2dSame, default_graph
 
 
@@ -348,6 +349,19 @@ def test_load_model_torchvision_and_timm_without_download() -> None:
     tm = load_model("timm:resnet18")
     assert tm.pretrained_cfg["resize"] == int(224 / tm.pretrained_cfg["crop_pct"])
     assert adapt(tm).head.num_classes == 1000
+
+
+def test_torchvision_weights_give_their_preset_cfg(tmp_path) -> None:
+    cfg = torchvision_cfg("resnet50", "IMAGENET1K_V2")  # reads the enum only, no download
+    assert cfg["resize"] == 232 and cfg["input_size"] == (3, 224, 224)
+    assert cfg["num_classes"] == 1000 and cfg["interpolation"] == "bilinear"
+    assert cfg["mean"] == pytest.approx((0.485, 0.456, 0.406))
+    assert torchvision_cfg("vit_b_16", "DEFAULT")["interpolation"] == "bilinear"
+    source = tvm.resnet18(num_classes=3).eval()
+    path = tmp_path / "tv.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, path)
+    with pytest.raises(ValueError, match="shape"):
+        load_model("torchvision:resnet18", weights=path)  # 1000-class head vs 3 classes
 
 
 def test_transform_for_pil_and_tensor_match_cfg() -> None:

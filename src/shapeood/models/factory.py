@@ -203,6 +203,23 @@ def infer_architecture(state: Mapping[str, torch.Tensor]) -> str:
     )
 
 
+def torchvision_cfg(name: str, weights: Any) -> dict[str, Any]:
+    """``pretrained_cfg`` of a torchvision weights enum (its preset transforms), no download."""
+    import torchvision
+
+    enum = torchvision.models.get_model_weights(name).verify(weights)
+    preset = enum.transforms()
+    return {
+        "mean": tuple(preset.mean),
+        "std": tuple(preset.std),
+        "input_size": (3, preset.crop_size[0], preset.crop_size[-1]),
+        "resize": int(preset.resize_size[0]),
+        "num_classes": len(enum.meta.get("categories") or []) or None,
+        "interpolation": preset.interpolation.value,
+        "weights": str(enum),
+    }
+
+
 def _torchvision_model(name: str, weights: Any) -> nn.Module:
     import torchvision
 
@@ -210,19 +227,7 @@ def _torchvision_model(name: str, weights: Any) -> nn.Module:
     if isinstance(weights, (str, Path)) and Path(weights).expanduser().exists():
         checkpoint, weights = weights, None
     model = torchvision.models.get_model(name, weights=weights)
-    cfg: dict[str, Any] | None = None
-    if weights is not None:
-        enum = torchvision.models.get_model_weights(name).verify(weights)
-        preset = enum.transforms()
-        cfg = {
-            "mean": tuple(preset.mean),
-            "std": tuple(preset.std),
-            "input_size": (3, preset.crop_size[0], preset.crop_size[-1]),
-            "resize": int(preset.resize_size[0]),
-            "num_classes": len(enum.meta.get("categories") or []) or None,
-            "interpolation": preset.interpolation.value,
-            "weights": str(enum),
-        }
+    cfg = None if weights is None else torchvision_cfg(name, weights)
     if checkpoint is not None:
         state, _ = read_checkpoint(checkpoint)
         load_weights(model, state, source=f"weights from {checkpoint}")
