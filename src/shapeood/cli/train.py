@@ -3,7 +3,7 @@
 Examples::
 
     shapeood train --recipe cifar10_densenet_ish --out runs/cifar10_densenet_ish
-    torchrun --nproc_per_node 4 -m shapeood.cli train --recipe imagenet_resnet50_ish \\
+    torchrun --nproc_per_node 4 --no-python shapeood train --recipe imagenet_resnet50_ish \\
         --data train_imagenet.txt --data-root images_largescale --out runs/r50_ish
 
 Run the same command again to resume a killed run from its last epoch checkpoint.

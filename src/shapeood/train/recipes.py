@@ -186,7 +186,7 @@ for _ish in (True, False):
             notes=(
                 "data: OpenOOD's train_imagenet.txt with --data-root, or an ImageFolder of the "
                 "ILSVRC-2012 training set",
-                "launch: torchrun --nproc_per_node 4 -m shapeood.cli train --recipe ...",
+                "launch: torchrun --nproc_per_node 4 --no-python shapeood train --recipe ...",
             ),
         )
     )
