@@ -186,3 +186,18 @@ def test_apply_head_finds_final_linear_through_adapter() -> None:
     assert isinstance(densenet.get_submodule(fm.layer_name), ISHLinear)
     remove_ish(fm)
     assert ish_layers(densenet) == []
+
+
+def test_all_layers_of_a_kit_network_train() -> None:
+    from shapeood.models import create
+
+    torch.manual_seed(6)
+    model = create("resnet20_cifar").train()
+    convs = [n for n, m in model.named_modules() if type(m) is nn.Conv2d]
+    apply_ish(model, layers="all")
+    assert set(convs) <= set(ish_layers(model)) and len(ish_layers(model)) == len(convs) + 1
+    x = torch.randn(2, 3, 32, 32)
+    F.cross_entropy(model(x), torch.tensor([1, 2])).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    remove_ish(model)
+    assert ish_layers(model) == []
