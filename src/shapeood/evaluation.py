@@ -359,7 +359,7 @@ def evaluate(
         return_scores: also return ``{method: {"id": scores, set: scores}}``.
 
     Returns:
-        DataFrame with columns ``method, dataset, group, FPR@95, AUROC, AUPR_IN, AUPR_OUT, ACC,
+        DataFrame with columns ``method, dataset, FPR@95, AUROC, AUPR_IN, AUPR_OUT, ACC, group,
         ACC_shaped, FPR@95_<other>, fpr_convention, params, fitted, n_id, n_ood`` (percent);
         ``ACC`` is the plain network's ID accuracy, ``ACC_shaped`` that of the method's own
         predictions (only for methods that change logits, and ODIN). ``df.attrs`` holds the
@@ -533,7 +533,7 @@ def evaluate(
         timings[f"{name}_s"] = time.perf_counter() - t_method
 
     columns = [
-        "method", "dataset", "group", *METRIC_COLUMNS, "ACC_shaped", f"FPR@95_{other}",
+        "method", "dataset", *METRIC_COLUMNS, "group", "ACC_shaped", f"FPR@95_{other}",
         "fpr_convention", "params", "fitted", "n_id", "n_ood",
     ]  # fmt: skip
     df = pd.DataFrame(rows)
