@@ -85,13 +85,25 @@ def _row_blocks(n_rows: int, n_values: int) -> list[tuple[int, int]]:
 
 
 def _map_rows(
-    t: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor], compute_dtype: torch.dtype
+    t: torch.Tensor,
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor | None],
+    compute_dtype: torch.dtype,
 ) -> torch.Tensor:
-    """Apply ``fn`` to row blocks of ``t`` viewed as ``(N, n)``; result has ``t``'s shape/dtype."""
+    """Apply ``fn(rows, dst)`` to row blocks of ``t`` viewed as ``(N, n)``.
+
+    ``rows`` is a block in ``compute_dtype``; ``fn`` writes its result into ``dst`` (same shape
+    and dtype as ``rows``) or returns it. The result has ``t``'s shape and dtype.
+    """
     flat = t.reshape(t.shape[0], -1)
-    out = torch.empty_like(flat)
+    out = torch.empty(flat.shape, dtype=t.dtype, device=t.device)
     for lo, hi in _row_blocks(flat.shape[0], flat.shape[1]):
-        out[lo:hi] = fn(flat[lo:hi].to(compute_dtype))
+        rows = flat[lo:hi].to(compute_dtype)
+        dst = out[lo:hi] if compute_dtype == t.dtype else torch.empty_like(rows)
+        result = fn(rows, dst)
+        if result is not None:
+            out[lo:hi] = result
+        elif dst.data_ptr() != out[lo:hi].data_ptr():
+            out[lo:hi] = dst
     return out.view(t.shape)
 
 
@@ -136,9 +148,9 @@ def ash_p(x: Any, percentile: float = 65) -> torch.Tensor:
     t = _checked(x, "x")
     k = _k_for(t, percentile)
 
-    def block(rows: torch.Tensor) -> torch.Tensor:
+    def block(rows: torch.Tensor, dst: torch.Tensor) -> None:
         values, idx = rows.topk(k, dim=1, sorted=False)
-        return torch.zeros_like(rows).scatter_(1, idx, values)
+        dst.zero_().scatter_(1, idx, values)
 
     return _map_rows(t, block, _compute_dtype(t.dtype))
 
@@ -151,10 +163,10 @@ def ash_b(x: Any, percentile: float = 65) -> torch.Tensor:
     t = _checked(x, "x")
     k = _k_for(t, percentile)
 
-    def block(rows: torch.Tensor) -> torch.Tensor:
+    def block(rows: torch.Tensor, dst: torch.Tensor) -> None:
         idx = rows.topk(k, dim=1, sorted=False).indices
         fill = (rows.sum(dim=1, keepdim=True) / k).expand(-1, k)
-        return torch.zeros_like(rows).scatter_(1, idx, fill)
+        dst.zero_().scatter_(1, idx, fill)
 
     return _map_rows(t, block, _compute_dtype(t.dtype))
 
@@ -168,11 +180,11 @@ def ash_s(x: Any, percentile: float = 65) -> torch.Tensor:
     t = _checked(x, "x")
     k = _k_for(t, percentile)
 
-    def block(rows: torch.Tensor) -> torch.Tensor:
+    def block(rows: torch.Tensor, dst: torch.Tensor) -> None:
         values, idx = rows.topk(k, dim=1, sorted=False)
         s1 = rows.sum(dim=1, keepdim=True)
         s2 = values.sum(dim=1, keepdim=True)
-        return torch.zeros_like(rows).scatter_(1, idx, values * torch.exp(_safe_ratio(s1, s2)))
+        dst.zero_().scatter_(1, idx, values * torch.exp(_safe_ratio(s1, s2)))
 
     return _map_rows(t, block, _compute_dtype(t.dtype))
 
@@ -186,10 +198,10 @@ def scale(x: Any, percentile: float = 85) -> torch.Tensor:
     t = _checked(x, "x")
     k = _k_for(t, percentile)
 
-    def block(rows: torch.Tensor) -> torch.Tensor:
+    def block(rows: torch.Tensor, dst: torch.Tensor) -> None:
         s2 = rows.topk(k, dim=1, sorted=False).values.sum(dim=1, keepdim=True)
         s1 = rows.sum(dim=1, keepdim=True)
-        return rows * torch.exp(_safe_ratio(s1, s2))
+        torch.mul(rows, torch.exp(_safe_ratio(s1, s2)), out=dst)
 
     return _map_rows(t, block, _compute_dtype(t.dtype))
 
@@ -230,16 +242,12 @@ def lhact(x: Any, th: float = LHACT_TH, tl: float = LHACT_TL) -> torch.Tensor:
         raise ValueError(f"tl must be smaller than th, got tl={tl!r}, th={th!r}")
     t = _checked(x, "x")
 
-    def block(rows: torch.Tensor) -> torch.Tensor:
+    def block(rows: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
         u = torch.clamp(rows, min=tl).to(torch.float64)
         high = u / torch.sqrt(1.0 + (u / th) ** 4) + tl
         return torch.where(u < th, u, high)
 
-    flat = t.reshape(t.shape[0], -1)
-    out = torch.empty_like(flat)
-    for lo, hi in _row_blocks(flat.shape[0], flat.shape[1]):
-        out[lo:hi] = block(flat[lo:hi])
-    return out.view(t.shape)
+    return _map_rows(t, block, t.dtype)
 
 
 # --------------------------------------------------------------------------- weight masks
@@ -310,10 +318,10 @@ def ish_shape(h: Any, percentile: float = 0.85) -> torch.Tensor:
     if k == 0:
         raise ValueError(f"percentile={p!r} keeps no value out of {d}; lower it")
 
-    def block(rows: torch.Tensor) -> torch.Tensor:
+    def block(rows: torch.Tensor, dst: torch.Tensor) -> None:
         values, idx = rows.abs().topk(k, dim=1, sorted=False)
         s1 = rows.sum(dim=1, keepdim=True)
         s2 = values.sum(dim=1, keepdim=True)
-        return torch.zeros_like(rows).scatter_(1, idx, values * torch.exp(_safe_ratio(s1, s2)))
+        dst.zero_().scatter_(1, idx, values * torch.exp(_safe_ratio(s1, s2)))
 
     return _map_rows(t, block, _compute_dtype(t.dtype))
