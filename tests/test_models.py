@@ -14,6 +14,7 @@ from torchvision.models.convnext import CNBlockConfig
 
 from shapeood.head import LinearHead
 from shapeood.models import (
+    CifarResNet,
     FeatureModel,
     adapt,
     create,
@@ -186,6 +187,15 @@ def test_unsupported_model_says_how_to_name_the_head() -> None:
         adapt(_CustomNet(post=True).eval(), head="out").features(torch.randn(1, 3, 8, 8))
     with pytest.raises(ValueError, match="num_classes=0"):
         adapt(timm.create_model("resnet18", num_classes=0))
+    with pytest.raises(ValueError, match="differs from the model's output"):
+        adapt(_SoftmaxResNet(8).eval()).features(torch.randn(2, 3, 16, 16))
+
+
+class _SoftmaxResNet(CifarResNet):
+    """Follows the timm contract but returns probabilities: the split must refuse it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).softmax(dim=1)
 
 
 def test_head_follows_parameter_updates_and_adapt_is_idempotent() -> None:
