@@ -1,0 +1,179 @@
+"""``shapeood eval``: run OOD detectors of a model on a benchmark and write a report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+EPILOG = """\
+examples:
+  shapeood eval --benchmark cifar10_offline --model resnet20_cifar10 --methods energy,ash_s,scale
+  shapeood eval --benchmark cifar10_offline --model densenet100_cifar10 --aps --out runs/dn100
+  shapeood eval --benchmark cifar10 --data-root /data/openood --model resnet18_32x32 \\
+      --weights ckpt.pth --methods all --aps --device cuda --out runs/c10
+  shapeood eval --benchmark my_benchmark.yaml --model torchvision:resnet50 --weights DEFAULT \\
+      --param react.percentile=95 --param ash_s.percentile=90
+
+Features are extracted once per dataset and cached ($SHAPEOOD_CACHE, see 'shapeood cache'),
+so a second run with other methods or parameters does not touch the network (ODIN aside: it
+perturbs inputs and runs through the model; its scores are cached too).
+Methods and their parameters: 'shapeood list methods'; benchmarks: 'shapeood list benchmarks'.
+"""
+
+
+def parse_param(text: str) -> tuple[str, str, Any]:
+    """``"react.percentile=95"`` -> ``("react", "percentile", 95)`` (value read as YAML)."""
+    import yaml
+
+    target, sep, raw = text.partition("=")
+    method, dot, key = target.partition(".")
+    if not sep or not dot or not method or not key:
+        raise ValueError(
+            f"--param {text!r}: write METHOD.PARAM=VALUE, e.g. --param react.percentile=95"
+        )
+    return method.strip(), key.strip(), yaml.safe_load(raw)
+
+
+def collect_params(items: list[str] | None) -> dict[str, dict[str, Any]]:
+    params: dict[str, dict[str, Any]] = {}
+    for item in items or []:
+        method, key, value = parse_param(item)
+        params.setdefault(method, {})[key] = value
+    return params
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``eval`` and ``demo``."""
+    parser.add_argument(
+        "--data-root", metavar="DIR", help="dataset folder (default $SHAPEOOD_DATA)"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")
+    parser.add_argument("--batch-size", type=int, default=256, metavar="N", help="default 256")
+    parser.add_argument(
+        "--no-cache", action="store_true", help="do not read or write the feature cache"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run_and_report(
+    args: argparse.Namespace,
+    *,
+    model: str,
+    benchmark: str,
+    methods: str,
+    aps: bool,
+    out: str | None,
+    weights: Any = None,
+    params: dict | None = None,
+    fpr_convention: str | None = None,
+    max_samples: Any = None,
+    odin_max_samples: int | None = None,
+    grids: dict | None = None,
+    title: str | None = None,
+) -> int:
+    """Evaluate, print the table and the APS choices, write the report when ``out`` is set."""
+    from shapeood.evaluation import evaluate
+    from shapeood.report import format_table, write_report
+
+    started = time.perf_counter()
+    df, scores = evaluate(
+        model,
+        benchmark,
+        methods=methods,
+        aps=aps,
+        fpr_convention=fpr_convention,
+        device=args.device,
+        batch_size=args.batch_size,
+        cache=not args.no_cache,
+        progress=not args.quiet and sys.stderr.isatty(),
+        params=params,
+        weights=weights,
+        data_root=args.data_root,
+        max_samples=max_samples,
+        odin_max_samples=odin_max_samples,
+        grids=grids,
+        return_scores=True,
+    )
+    print(format_table(df))
+    choices = df.attrs.get("aps_choices") or {}
+    if choices:
+        print("\nAPS choices (best AUROC of ID-val vs OOD-val):")
+        for method, chosen in choices.items():
+            print(f"  {method:<10} {chosen}")
+    for note in df.attrs.get("notes", []):
+        print(f"note: {note}")
+    if out:
+        from shapeood.evaluation import save_score_file
+
+        out_dir = Path(out)
+        written = write_report(df, out_dir, scores=scores, title=title)
+        save_score_file(out_dir / "scores.npz", scores)
+        print(f"\nreport: {written['html']}  (also results.csv, results.json, results.md)")
+    print(f"done in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_and_report(
+        args,
+        model=args.model,
+        benchmark=args.benchmark,
+        methods=args.methods,
+        aps=args.aps,
+        out=args.out,
+        weights=args.weights,
+        params=collect_params(args.param),
+        fpr_convention=args.fpr_convention,
+        max_samples=args.max_samples,
+        odin_max_samples=args.odin_max_samples,
+    )
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate OOD methods of a model on a benchmark",
+        description="Evaluate OOD detectors of a classifier on a benchmark (OpenOOD v1.5 "
+        "layout: one row per OOD set plus near/far means, metrics in percent).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--benchmark", required=True, metavar="NAME|FILE",
+        help="built-in name ('shapeood list benchmarks') or a YAML/TOML benchmark file",
+    )  # fmt: skip
+    parser.add_argument(
+        "--model", required=True, metavar="SPEC",
+        help="kit name ('shapeood list models'), torchvision:NAME, timm:NAME or a checkpoint",
+    )  # fmt: skip
+    parser.add_argument("--weights", metavar="W", help="weights file or torchvision enum name")
+    parser.add_argument(
+        "--methods", default="all", metavar="all|a,b,c",
+        help="comma-separated method names (default all; 'shapeood list methods')",
+    )  # fmt: skip
+    parser.add_argument(
+        "--aps", action="store_true",
+        help="pick each method's parameters by AUROC on the ID-val/OOD-val split (OpenOOD APS)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--param", action="append", metavar="METHOD.PARAM=VALUE",
+        help="fix a parameter (repeatable), e.g. --param ash_s.percentile=90",
+    )  # fmt: skip
+    parser.add_argument(
+        "--fpr-convention", choices=("openood", "classic", "nearest"),
+        help="FPR@95 convention of the main column (default: the benchmark's)",
+    )  # fmt: skip
+    parser.add_argument("--out", metavar="DIR", help="write CSV/JSON/Markdown/HTML report here")
+    parser.add_argument(
+        "--max-samples", type=int, metavar="N",
+        help="use at most N evenly spaced images of every dataset (quick looks)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--odin-max-samples", type=int, metavar="N",
+        help="at most N images per set for ODIN, which runs through the model",
+    )  # fmt: skip
+    add_run_options(parser)
+    parser.set_defaults(func=run)
