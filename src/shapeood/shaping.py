@@ -38,8 +38,10 @@ __all__ = [
 LHACT_TH = 1.3520756840705868
 LHACT_TL = 0.21940805315971373
 
-# Rows are processed in blocks of about this many values so that each block stays in cache.
-_BLOCK_VALUES = 1 << 19
+# On CPU, rows are processed in blocks of about this many values so that each block stays in
+# cache; accelerators take far larger blocks (fewer kernel launches).
+_BLOCK_VALUES = {"cpu": 1 << 19}
+_BLOCK_VALUES_ACCELERATOR = 1 << 26
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -79,8 +81,9 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in _LOW_PRECISION else dtype
 
 
-def _row_blocks(n_rows: int, n_values: int) -> list[tuple[int, int]]:
-    step = max(1, _BLOCK_VALUES // max(1, n_values))
+def _row_blocks(n_rows: int, n_values: int, device: torch.device) -> list[tuple[int, int]]:
+    block = _BLOCK_VALUES.get(device.type, _BLOCK_VALUES_ACCELERATOR)
+    step = max(1, block // max(1, n_values))
     return [(i, min(i + step, n_rows)) for i in range(0, n_rows, step)]
 
 
@@ -96,14 +99,15 @@ def _map_rows(
     """
     flat = t.reshape(t.shape[0], -1)
     out = torch.empty(flat.shape, dtype=t.dtype, device=t.device)
-    for lo, hi in _row_blocks(flat.shape[0], flat.shape[1]):
+    for lo, hi in _row_blocks(flat.shape[0], flat.shape[1], t.device):
         rows = flat[lo:hi].to(compute_dtype)
-        dst = out[lo:hi] if compute_dtype == t.dtype else torch.empty_like(rows)
+        block_out = out[lo:hi]
+        dst = block_out if compute_dtype == t.dtype else torch.empty_like(rows)
         result = fn(rows, dst)
         if result is not None:
-            out[lo:hi] = result
-        elif dst.data_ptr() != out[lo:hi].data_ptr():
-            out[lo:hi] = dst
+            block_out.copy_(result)
+        elif dst is not block_out:
+            block_out.copy_(dst)
     return out.view(t.shape)
 
 
@@ -134,7 +138,7 @@ def top_k_mask(x: Any, percentile: float) -> torch.Tensor:
     k = _k_for(t, percentile)
     flat = t.reshape(t.shape[0], -1)
     mask = torch.zeros(flat.shape, dtype=torch.bool, device=t.device)
-    for lo, hi in _row_blocks(flat.shape[0], flat.shape[1]):
+    for lo, hi in _row_blocks(flat.shape[0], flat.shape[1], t.device):
         idx = flat[lo:hi].topk(k, dim=1, sorted=False).indices
         mask[lo:hi].scatter_(1, idx, True)
     return mask.view(t.shape)
