@@ -8,9 +8,10 @@ are kept, ``S1 = sum(h)``, ``S2 = sum_K h``:
 * ASH-S: ``h_i * exp(S1 / S2)`` on ``K``, 0 elsewhere.
 
 Score: energy (T = 1) of the shaped logits ``W y + b``. Defaults follow the official ImageNet
-configuration (``percentile=90``); the official CIFAR DenseNet-100 setting is 95
-(``preset="cifar"``). OpenOOD's "ash" is ASH-B with APS over {65, ..., 95}. An all-zero row gives
-zero features (plain bias logits) instead of the reference NaN.
+configuration of ASH-S (``percentile=90``); its official CIFAR DenseNet-100 setting is 95
+(``preset="cifar"``). No official config gives ASH-P/ASH-B percentiles (they default to 90 too).
+OpenOOD's "ash" is ASH-B with APS over {65, ..., 95} (``preset="openood"``: 90). An all-zero
+row gives zero features (plain bias logits) instead of the reference NaN.
 """
 
 from __future__ import annotations
@@ -32,10 +33,6 @@ class _ASH(Detector):
 
     changes_logits = True
     default_sweep: ClassVar[dict[str, list]] = {"percentile": PERCENTILE_SWEEP}
-    presets: ClassVar[dict[str, dict[str, Any]]] = {
-        "imagenet": {"percentile": 90},
-        "cifar": {"percentile": 95},
-    }
 
     def __init__(self, percentile: float = 90, score_fn: str = "energy") -> None:
         self.percentile = percentile
@@ -81,6 +78,11 @@ class ASHS(_ASH):
 
     name = "ash_s"
     description = "ASH-S: keep the top (100-p)% activations scaled by exp(S1/S2); energy"
+    # Official configs: ImageNet ResNet-50 / MobileNetV2 @90, CIFAR DenseNet-100 @95.
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "imagenet": {"percentile": 90},
+        "cifar": {"percentile": 95},
+    }
 
     def _shape(self, h: torch.Tensor) -> torch.Tensor:
         return shaping.ash_s(h, float(self.percentile))
