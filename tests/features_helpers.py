@@ -84,11 +84,11 @@ class TinyImages(Dataset):
 
 
 def _slow(cache_dir: str) -> None:
-    """Extract 60 rows in chunks of 4 with a slow model, forever slower: meant to be killed."""
+    """Extract 60 rows in chunks of 4 with a slow model (about 8 s): meant to be killed."""
     from shapeood.features import extract
 
     extract(
-        TinyFeatureModel(delay=0.15),
+        TinyFeatureModel(delay=0.25),
         TinyImages(60),
         batch_size=2,
         chunk_size=4,
