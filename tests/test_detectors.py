@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -218,6 +220,13 @@ def test_params_round_trip_clone_and_repr(name: str, data) -> None:
         assert not det.is_fitted, "set_params must forget what fit learned"
     with pytest.raises(ValueError, match="no parameter 'bogus'"):
         det.set_params(bogus=1)
+
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_fitted_detector_pickles(name: str, data) -> None:
+    det = _fit(name, data)
+    restored = pickle.loads(pickle.dumps(det))
+    assert torch.equal(restored.score(data["test"]), det.score(data["test"]))
 
 
 @pytest.mark.parametrize("name", ALL_NAMES)
