@@ -249,6 +249,15 @@ def test_errors(name: str, data) -> None:
         det.score(data["test"][0])
 
 
+@pytest.mark.parametrize("name", ["react", "dice", "lhact", "ash_s"])
+def test_labels_ignored_where_not_needed(name: str, data) -> None:
+    """Unlabelled ID rows (-1) are fine for methods that do not use labels."""
+    unlabelled = torch.full_like(data["labels"], -1)
+    det = create_detector(name).fit(_head(data), data["train"], unlabelled)
+    reference = create_detector(name).fit(_head(data), data["train"])
+    torch.testing.assert_close(det.score(data["test"]), reference.score(data["test"]))
+
+
 @pytest.mark.parametrize("name", ["react", "dice", "himplos"])
 def test_fit_needs_id_features(name: str, data) -> None:
     with pytest.raises(ValueError, match=r"fit\(head, features"):

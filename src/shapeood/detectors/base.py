@@ -151,7 +151,8 @@ class Detector:
 
         ``head``: a ``LinearHead``, an ``nn.Linear`` or an adapted model with ``.head``.
         ``features``: ID features (N, D) (tensor or array), used by ReAct, DICE, HIMPLoS and
-        LHAct with fitted thresholds. ``labels``: ID labels (N,), used by HIMPLoS prototypes.
+        LHAct with fitted thresholds. ``labels``: ID labels (N,), used by HIMPLoS prototypes
+        (ignored by methods that do not need them, so unlabelled rows marked -1 are fine there).
         """
         if head is None:
             raise ValueError(
@@ -165,7 +166,7 @@ class Detector:
         if features is not None:
             h = self._prepare(features, head=fitted_head, name="fit features")
         y = None
-        if labels is not None:
+        if labels is not None and self.requires_labels:
             y = self._prepare_labels(labels, h, fitted_head)
         self._fit(fitted_head, h, y)
         self.head_ = fitted_head
