@@ -146,7 +146,9 @@ class _Preprocessed(Dataset):
     def __init__(self, dataset: Any, transform: Any) -> None:
         self.dataset = dataset
         self.transform = transform
-        self.name = getattr(dataset, "name", type(dataset).__name__)
+        from shapeood.features.keys import dataset_name
+
+        self.name = dataset_name(dataset)
 
     def fingerprint(self) -> str | None:
         from shapeood.features.keys import dataset_fingerprint
