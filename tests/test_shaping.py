@@ -87,11 +87,16 @@ def test_percentile_to_k_rejects_bad_n(n: object) -> None:
 
 @pytest.mark.parametrize("name", sorted(TOPK_SHAPERS))
 @pytest.mark.parametrize("p", [0, 37.5, 65, 90])
-def test_topk_shapers_match_reference_across_row_blocks(name: str, p: float) -> None:
-    # 300 rows of 2048 values span two internal row blocks; |normal| values have no ties.
-    x = torch.randn(300, 2048, generator=torch.Generator().manual_seed(1)).abs()
+def test_topk_shapers_match_reference_across_row_blocks(
+    name: str, p: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 7 rows per internal block: 50 rows give 8 blocks, the last one partial.
+    monkeypatch.setitem(shaping._BLOCK_VALUES, "cpu", 7 * 512)
+    x = torch.randn(50, 512, generator=torch.Generator().manual_seed(1)).abs()  # no ties
     out = TOPK_SHAPERS[name](x, p)
     np.testing.assert_allclose(out.numpy(), reference(name, x.numpy(), p), rtol=2e-5, atol=1e-6)
+    monkeypatch.undo()
+    torch.testing.assert_close(TOPK_SHAPERS[name](x, p), out, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", sorted(TOPK_SHAPERS))
@@ -173,7 +178,16 @@ def test_lhact_branches() -> None:
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-6)
 
 
-def test_lhact_large_batch_matches_single_rows() -> None:
+def test_lhact_when_no_value_or_every_value_reaches_th() -> None:
+    low = torch.full((2, 5), 0.5)
+    torch.testing.assert_close(shaping.lhact(low, th=1.0, tl=0.1), low)
+    high = torch.full((2, 5), 2.0)
+    expected = torch.full((2, 5), 2.0 / np.sqrt(17.0) + 0.1)
+    torch.testing.assert_close(shaping.lhact(high, th=1.0, tl=0.1), expected)
+
+
+def test_lhact_row_blocks_match_single_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(shaping._BLOCK_VALUES, "cpu", 10 * 2048)
     x = relu_features(300, 2048, seed=5) * 2
     out = shaping.lhact(x)
     torch.testing.assert_close(out[123:124], shaping.lhact(x[123:124]), rtol=0, atol=0)

@@ -40,7 +40,7 @@ LHACT_TL = 0.21940805315971373
 
 # On CPU, rows are processed in blocks of about this many values so that each block stays in
 # cache; accelerators take far larger blocks (fewer kernel launches).
-_BLOCK_VALUES = {"cpu": 1 << 19}
+_BLOCK_VALUES = {"cpu": 1 << 20}
 _BLOCK_VALUES_ACCELERATOR = 1 << 26
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -236,7 +236,7 @@ def lhact(x: Any, th: float = LHACT_TH, tl: float = LHACT_TL) -> torch.Tensor:
     ``u = max(x, tl)``; ``y = u`` if ``u < th`` else ``u / sqrt(1 + (u / th)^4) + tl``.
     The map jumps at ``th`` (left limit ``th``, value ``th / sqrt(2) + tl``), as in the
     reference code. ``u`` is clamped in the input dtype; the comparison and the formula run in
-    float64 and the result is cast back.
+    float64 (on the values at or above ``th`` only) and the result is cast back.
     """
     th = _finite_number(th, "th")
     tl = _finite_number(tl, "tl")
@@ -246,10 +246,11 @@ def lhact(x: Any, th: float = LHACT_TH, tl: float = LHACT_TL) -> torch.Tensor:
         raise ValueError(f"tl must be smaller than th, got tl={tl!r}, th={th!r}")
     t = _checked(x, "x")
 
-    def block(rows: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-        u = torch.clamp(rows, min=tl).to(torch.float64)
-        high = u / torch.sqrt(1.0 + (u / th) ** 4) + tl
-        return torch.where(u < th, u, high)
+    def block(rows: torch.Tensor, dst: torch.Tensor) -> None:
+        u = torch.clamp(rows, min=tl, out=dst).view(-1)
+        upper = (u.to(torch.float64) >= th).nonzero().squeeze(1)
+        high = u.index_select(0, upper).to(torch.float64)
+        u.index_copy_(0, upper, (high / torch.sqrt(1.0 + (high / th) ** 4) + tl).to(u.dtype))
 
     return _map_rows(t, block, t.dtype)
 
