@@ -46,7 +46,7 @@ _BLOCK_VALUES_ACCELERATOR = 1 << 26
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
-# --------------------------------------------------------------------------- helpers
+# --------------------------------------------------------------------------- internals
 
 
 def percentile_to_k(n: int, percentile: float) -> int:
