@@ -208,3 +208,21 @@ def test_method_resolution_and_presets():
     assert benchmark_family(Named("cifar10_offline", 32)) == "cifar"
     assert benchmark_family(Named("imagenet200", 224)) == "imagenet"
     assert benchmark_family(Named("custom", 224)) == "imagenet"
+
+
+def test_lhact_alone_fits_its_percentiles_on_id_val(setup):
+    bench, net = setup["bench"], setup["net"]
+    df = so.evaluate(
+        net, bench, methods="lhact", cache=setup["cache"], progress=False, max_samples=SAMPLES
+    )
+    fitted = json.loads(df.iloc[0]["fitted"])
+    from shapeood.models import transform_for
+
+    transform = transform_for(net.pretrained_cfg, resize=bench.resize, crop=bench.crop)
+    id_val = so.extract(
+        net, _prepare_dataset(bench.id_val, transform, SAMPLES), cache=setup["cache"],
+        progress=False,
+    )  # fmt: skip
+    values = id_val.features.numpy().ravel()
+    assert fitted["th_"] == pytest.approx(np.percentile(values, 95), rel=1e-6)
+    assert fitted["tl_"] == pytest.approx(np.percentile(values, 35), rel=1e-6, abs=1e-7)

@@ -137,6 +137,12 @@ def method_grid(name: str, params: Mapping[str, Any], user_grid: Any = None) -> 
     return {k: list(v) for k, v in detector_class(name).default_sweep.items()}
 
 
+def _fits_on_features(name: str, params: Mapping[str, Any]) -> bool:
+    """Whether ``fit`` learns from ID features (LHAct only when its percentiles are set)."""
+    fitted_percentiles = any(k.endswith("_percentile") and v is not None for k, v in params.items())
+    return detector_class(name).requires_fit or fitted_percentiles
+
+
 # ----------------------------------------------------------------------------- datasets
 
 
@@ -390,7 +396,9 @@ def evaluate(
     transform = transform_for(fm.pretrained_cfg, resize=bench.resize, crop=bench.crop)
     feature_names = [n for n in names if not detector_class(n).requires_model]
     notes: list[str] = []
-    needs_val = aps or any(detector_class(n).requires_fit for n in names)
+    needs_val = aps or any(
+        _fits_on_features(n, method_params(n, family, params.get(n))) for n in names
+    )
     if aps and (bench.id_val is None or bench.ood_val is None):
         raise ValueError(
             f"benchmark {bench.name!r} has no ID-val/OOD-val split, which APS needs: run with "
@@ -440,7 +448,7 @@ def evaluate(
         for role in order:
             if role in features:
                 return features[role]
-        if detector_class(name).requires_fit:
+        if _fits_on_features(name, method_params(name, family, params.get(name))):
             warnings.warn(
                 f"{name} is fitted on the ID test set: the benchmark has no id_val/id_train",
                 stacklevel=3,
