@@ -47,7 +47,9 @@ def check_features(
         raise ValueError(f"{name} is empty (shape {tuple(t.shape)}): pass at least one sample")
     if not t.is_floating_point():
         t = t.to(torch.float32)
-    if finite and not bool(torch.isfinite(t).all()):
+    # A NaN or inf anywhere makes the sum non-finite; the full elementwise check (much slower
+    # on large batches) only runs when the cheap sum is not finite (possibly only by overflow).
+    if finite and not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).sum())
         raise ValueError(
             f"{name} contains {bad} NaN or infinite value(s): check the model and "
