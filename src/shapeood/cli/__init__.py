@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
+        if info.name.startswith("_"):  # __main__ and private helpers
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         register = getattr(module, "register", None)
@@ -41,6 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # Output piped into a reader that closed early (``shapeood list methods | head``).
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(
             "interrupted: finished work is kept in the cache; run the same command to resume",
