@@ -4,7 +4,7 @@ Reproduce (one run at a time; each training run fits about half an hour on two C
 
     shapeood train --recipe cifar10_densenet_plain --out runs/cifar10_densenet_plain
     shapeood train --recipe cifar10_densenet_ish --out runs/cifar10_densenet_ish
-    python benchmarks/ish_cifar10.py --runs runs
+    python benchmarks/ish_cifar10.py --runs runs --max-per-set 2000
 
 It extracts pooled features once per model and dataset of the offline benchmark
 ``cifar10_offline`` (ID: CIFAR-10 JPEG test, near: TIN, far: MNIST + Textures; cached on disk),
