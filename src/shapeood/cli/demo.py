@@ -10,7 +10,7 @@ from shapeood.cli.eval import add_run_options, run_and_report
 MODEL = "densenet100_cifar10"
 BENCHMARK = "cifar10_offline"
 # Evenly spaced rows per dataset role, sized for a 2-core CPU (cold run < 3 min).
-DEMO_SAMPLES = {"id_test": 400, "id_val": 200, "ood_val": 200, "id_train": 300, "ood": 200}
+DEMO_SAMPLES = {"id_test": 1200, "id_val": 250, "ood_val": 250, "id_train": 400, "ood": 350}
 DEMO_ODIN_SAMPLES = 32
 
 EPILOG = f"""\
