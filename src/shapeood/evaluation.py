@@ -495,8 +495,13 @@ def evaluate(
                 aps_choices[name] = {k: _jsonable(v) for k, v in chosen.items()}
                 aps_tables[name] = json.loads(result.table.to_json(orient="records"))
             detector = create_detector(name, **chosen).fit(head, fit_fs.features, labels)
-            id_s, id_pred = detector.score_and_predict(id_test.features)
-            ood_scores = {s: detector.score(features[s].features) for s in ood_sets}
+            id_s, id_pred = detector.score_and_predict(
+                id_test.features, plain_logits=id_test.logits
+            )
+            ood_scores = {
+                s: detector.score(features[s].features, plain_logits=features[s].logits)
+                for s in ood_sets
+            }
             ood_sizes = {s: len(features[s]) for s in ood_sets}
             shaped_acc = _accuracy(id_pred, id_test.labels) if cls.changes_logits else math.nan
         all_scores[name] = {"id": id_s.detach().cpu().numpy()}

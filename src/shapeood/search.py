@@ -94,6 +94,11 @@ def _features(x: Any) -> Any:
     return getattr(x, "features", x)
 
 
+def _plain_logits(x: Any) -> Any:
+    """The cached plain logits of a ``FeatureSet`` (None for bare features)."""
+    return getattr(x, "logits", None) if hasattr(x, "features") else None
+
+
 def aps_search(
     method: str | Detector,
     head: Any,
@@ -110,7 +115,8 @@ def aps_search(
     Args:
         method: a registry name or a Detector (its parameters become the base parameters).
         head: the classifier head (``LinearHead``, ``nn.Linear`` or an adapted model).
-        id_val, ood_val: features (N, D) or ``FeatureSet``s of the validation splits.
+        id_val, ood_val: features (N, D) or ``FeatureSet``s of the validation splits (their cached
+            logits spare the head matmul where the method allows it).
         grid: ``{param: [values]}``; default the method's ``default_sweep`` (OpenOOD's APS grid).
         params: fixed parameters the grid points are merged into.
         fit_features, fit_labels: what ``fit`` sees (default: the ID-val features, as OpenOOD's
@@ -131,6 +137,7 @@ def aps_search(
         )
     chosen = resolve_grid(name, grid)
     id_h, ood_h = _features(id_val), _features(ood_val)
+    id_z, ood_z = _plain_logits(id_val), _plain_logits(ood_val)
     fit_h = id_h if fit_features is None else _features(fit_features)
     if fit_labels is None and fit_features is None:
         fit_labels = getattr(id_val, "labels", None)
@@ -140,7 +147,7 @@ def aps_search(
 
     def score_point(point: dict[str, Any]) -> ScorePair:
         detector = create_detector(name, **point).fit(head, fit_h, labels)
-        return detector.score(id_h), detector.score(ood_h)
+        return detector.score(id_h, plain_logits=id_z), detector.score(ood_h, plain_logits=ood_z)
 
     return run_grid(name, chosen, score_point, base)
 

@@ -32,6 +32,7 @@ __all__ = [
     "percentile_to_k",
     "react",
     "scale",
+    "scale_factor",
     "top_k_mask",
 ]
 
@@ -193,6 +194,13 @@ def ash_s(x: Any, percentile: float = 65) -> torch.Tensor:
     return _map_rows(t, block, _compute_dtype(t.dtype))
 
 
+def _scale_exponent(rows: torch.Tensor, k: int) -> torch.Tensor:
+    """``S1 / S2`` per row (N, 1) of a block, 0 where ``S2 == 0``."""
+    s2 = rows.topk(k, dim=1, sorted=False).values.sum(dim=1, keepdim=True)
+    s1 = rows.sum(dim=1, keepdim=True)
+    return _safe_ratio(s1, s2)
+
+
 def scale(x: Any, percentile: float = 85) -> torch.Tensor:
     """SCALE: ``y = x * exp(S1 / S2)`` on every value (nothing is pruned).
 
@@ -203,11 +211,26 @@ def scale(x: Any, percentile: float = 85) -> torch.Tensor:
     k = _k_for(t, percentile)
 
     def block(rows: torch.Tensor, dst: torch.Tensor) -> None:
-        s2 = rows.topk(k, dim=1, sorted=False).values.sum(dim=1, keepdim=True)
-        s1 = rows.sum(dim=1, keepdim=True)
-        torch.mul(rows, torch.exp(_safe_ratio(s1, s2)), out=dst)
+        torch.mul(rows, torch.exp(_scale_exponent(rows, k)), out=dst)
 
     return _map_rows(t, block, _compute_dtype(t.dtype))
+
+
+def scale_factor(x: Any, percentile: float = 85) -> torch.Tensor:
+    """SCALE's per-sample factor ``exp(S1 / S2)`` (N,), so that ``scale(x) = factor * x``.
+
+    1 where ``S2 == 0``, as in ``scale``. Since the head is linear, the SCALE logits follow from
+    the plain ones without a matmul: ``W scale(h) + b = factor * (W h) + b``. The result is in
+    the input's dtype (float32 for float16/bfloat16 inputs, where the factor may overflow).
+    """
+    t = _checked(x, "x")
+    k = _k_for(t, percentile)
+    dtype = _compute_dtype(t.dtype)
+    flat = t.reshape(t.shape[0], -1)
+    out = torch.empty(flat.shape[0], dtype=dtype, device=t.device)
+    for lo, hi in _row_blocks(flat.shape[0], flat.shape[1], t.device):
+        out[lo:hi] = torch.exp(_scale_exponent(flat[lo:hi].to(dtype), k)).squeeze(1)
+    return out
 
 
 # --------------------------------------------------------------------------- clipping

@@ -22,6 +22,9 @@ from shapeood.head import LinearHead
 
 LOGIT_SCORES = ("energy", "msp", "max_logit")
 
+# Rows of ``plain_logits`` recomputed with the head to make sure they belong to it.
+PLAIN_LOGITS_CHECK_ROWS = 8
+
 
 def as_head(head: Any) -> LinearHead:
     """Accept a ``LinearHead``, an ``nn.Linear`` or an adapted model (anything with ``.head``)."""
@@ -240,30 +243,85 @@ class Detector:
             )
         return y.to(torch.int64)
 
+    def _prepare_plain_logits(self, plain_logits: Any, h: torch.Tensor) -> torch.Tensor | None:
+        """Validate the plain logits ``W h + b`` of the rows of ``h``: (N, C), finite; float32.
+
+        A few rows are compared with the head, so that logits of another head are refused.
+        """
+        if plain_logits is None:
+            return None
+        head = self._check_fitted()
+        z = check_features(plain_logits, "plain_logits", ndims=(2,), finite=False)
+        expected = (h.shape[0], head.num_classes)
+        if tuple(z.shape) != expected:
+            raise ValueError(
+                f"plain_logits of shape {tuple(z.shape)} do not match features "
+                f"{tuple(h.shape)} and head {tuple(head.weight.shape)}: expected {expected}, "
+                "the logits W h + b of the same rows (FeatureSet.logits)"
+            )
+        z = z.to(device=h.device, dtype=torch.float32)
+        if not bool(torch.isfinite(z.sum())):
+            check_features(z, "plain_logits", ndims=(2,), finite=True)
+        rows = slice(0, PLAIN_LOGITS_CHECK_ROWS)
+        recomputed = head(h[rows])
+        # Loose enough for reduced-precision matmuls (TF32), far below a different head's error.
+        tolerance = 1e-2 * (1.0 + float(recomputed.abs().max()))
+        if float((recomputed - z[rows]).abs().max()) > tolerance:
+            raise ValueError(
+                "plain_logits are not W h + b of these features under the fitted head: pass the "
+                "logits cached with the same features and model (FeatureSet.logits), or omit them"
+            )
+        return z
+
     # ----------------------------------------------------------------- outputs
     def _shaped_logits(self, h: torch.Tensor) -> torch.Tensor:
         """Logits of the (validated) features after the method's shaping."""
         return self.head_(h)
 
+    def _shaped_logits_given(self, h: torch.Tensor, plain: torch.Tensor | None) -> torch.Tensor:
+        """Shaped logits, from the validated plain logits ``plain = W h + b`` where possible.
+
+        Methods that do not shape use ``plain`` as is; methods whose shaped logits follow from
+        the plain ones override this; the others ignore ``plain`` and call the head.
+        """
+        if plain is not None and type(self)._shaped_logits is Detector._shaped_logits:
+            return plain
+        return self._shaped_logits(h)
+
     def _score_from_logits(self, logits: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """Energy (T = 1) of the shaped logits, or the ``score_fn`` the detector names."""
         return score_logits(logits, getattr(self, "score_fn", "energy"))
 
-    def logits(self, features: Any) -> torch.Tensor:
-        """Shaped logits (N, C) (the plain logits for methods that do not shape)."""
-        return self._shaped_logits(self._prepare(features))
-
-    def score(self, features: Any) -> torch.Tensor:
-        """OOD score (N,), higher = more in-distribution."""
+    def _outputs(self, features: Any, plain_logits: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(h, shaped logits)`` of validated inputs; the logits may be ``plain_logits`` itself."""
         h = self._prepare(features)
-        return self._score_from_logits(self._shaped_logits(h), h)
+        return h, self._shaped_logits_given(h, self._prepare_plain_logits(plain_logits, h))
 
-    def predict(self, features: Any) -> torch.Tensor:
-        """Predicted class (N,): argmax of the shaped logits."""
-        return self.logits(features).argmax(dim=1)
+    def logits(self, features: Any, plain_logits: Any = None) -> torch.Tensor:
+        """Shaped logits (N, C) (the plain logits for methods that do not shape).
 
-    def score_and_predict(self, features: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        ``plain_logits``: optional plain logits ``W h + b`` (N, C) of the same rows, e.g.
+        ``FeatureSet.logits``; methods that can (MSP, MaxLogit, Energy, ODIN with ``noise=0``,
+        SCALE, HIMPLoS) then skip the head matmul, the others ignore them.
+        """
+        h = self._prepare(features)
+        plain = self._prepare_plain_logits(plain_logits, h)
+        logits = self._shaped_logits_given(h, plain)
+        # A new tensor, never (a view of) the caller's array.
+        return logits.clone() if logits is plain else logits
+
+    def score(self, features: Any, plain_logits: Any = None) -> torch.Tensor:
+        """OOD score (N,), higher = more in-distribution (``plain_logits``: as in ``logits``)."""
+        h, logits = self._outputs(features, plain_logits)
+        return self._score_from_logits(logits, h)
+
+    def predict(self, features: Any, plain_logits: Any = None) -> torch.Tensor:
+        """Predicted class (N,): argmax of the shaped logits (``plain_logits`` as in ``logits``)."""
+        return self._outputs(features, plain_logits)[1].argmax(dim=1)
+
+    def score_and_predict(
+        self, features: Any, plain_logits: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(score(features), predict(features))`` with one pass over the head."""
-        h = self._prepare(features)
-        logits = self._shaped_logits(h)
+        h, logits = self._outputs(features, plain_logits)
         return self._score_from_logits(logits, h), logits.argmax(dim=1)

@@ -101,9 +101,14 @@ class HIMPLoS(Detector):
         self.prototypes_ = protos.cpu()
         self.mask_ = shaping.class_row_mask(head.weight, float(self.percentile))
 
-    def _parts(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(yhat, min(h * M[yhat], t), cos(mu_yhat, h))`` for validated features."""
-        pred = self.head_(h).argmax(dim=1)
+    def _parts(
+        self, h: torch.Tensor, plain: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(yhat, min(h * M[yhat], t), cos(mu_yhat, h))`` for validated features.
+
+        ``yhat`` is the argmax of the plain logits ``plain`` when given (no matmul).
+        """
+        pred = (self.head_(h) if plain is None else plain).argmax(dim=1)
         masked = torch.clamp(h * self.mask_.to(h.device)[pred], max=float(self.threshold))
         protos = self.prototypes_.to(h.device)[pred]
         cosine = F.cosine_similarity(protos, h, dim=1, eps=1e-8)
@@ -118,7 +123,10 @@ class HIMPLoS(Detector):
         return self._parts(self._prepare(features))[2]
 
     def _shaped_logits(self, h: torch.Tensor) -> torch.Tensor:
-        _, masked, cosine = self._parts(h)
+        return self._shaped_logits_given(h, None)
+
+    def _shaped_logits_given(self, h: torch.Tensor, plain: torch.Tensor | None) -> torch.Tensor:
+        _, masked, cosine = self._parts(h, plain)
         return self.head_(masked) * cosine[:, None]
 
     def _score_from_logits(self, logits: torch.Tensor, h: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,9 @@
 Per sample, with the same ``k``, ``S1 = sum(h)`` and ``S2 = sum of the top-k`` as ASH,
 ``y = h * exp(S1 / S2)`` (nothing pruned); score = energy (T = 1) of ``W y + b``. Default
 ``percentile=85`` (official config and the ImageNet APS choice); OpenOOD APS grid {65, ..., 95}.
-An all-zero row is left unchanged (factor 1) instead of the reference NaN.
+An all-zero row is left unchanged (factor 1) instead of the reference NaN. Given the plain
+logits ``z = W h + b`` (``plain_logits=``), the head is linear and ``W y + b = f (z - b) + b``
+with ``f = exp(S1 / S2)``: only the top-k sums are computed, no matmul.
 """
 
 from __future__ import annotations
@@ -37,3 +39,11 @@ class SCALE(Detector):
 
     def _shaped_logits(self, h: torch.Tensor) -> torch.Tensor:
         return self.head_(shaping.scale(h, float(self.percentile)))
+
+    def _shaped_logits_given(self, h: torch.Tensor, plain: torch.Tensor | None) -> torch.Tensor:
+        """With the plain logits ``z``: ``W (f h) + b = f (z - b) + b``, no matmul."""
+        if plain is None:
+            return self._shaped_logits(h)
+        factor = shaping.scale_factor(h, float(self.percentile))
+        bias = self.head_.bias.to(device=plain.device, dtype=plain.dtype)
+        return torch.addcmul(bias, factor[:, None], plain - bias)
