@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Subset
 
 from shapeood import metrics, paths
 from shapeood.detectors import Detector, create_detector, detector_class, list_detectors
@@ -146,37 +146,15 @@ def _fits_on_features(name: str, params: Mapping[str, Any]) -> bool:
 # ----------------------------------------------------------------------------- datasets
 
 
-class _Preprocessed(Dataset):
-    """A raw-image dataset with the benchmark's preprocessing; keeps name and fingerprint."""
-
-    def __init__(self, dataset: Any, transform: Any) -> None:
-        self.dataset = dataset
-        self.transform = transform
-        from shapeood.features.keys import dataset_name
-
-        self.name = dataset_name(dataset)
-
-    def fingerprint(self) -> str | None:
-        from shapeood.features.keys import dataset_fingerprint
-
-        return dataset_fingerprint(self.dataset)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int) -> Any:
-        image, label = self.dataset[i][:2]
-        return self.transform(image), label
-
-
 def _prepare_dataset(dataset: Any, transform: Any, limit: int | None) -> Any:
+    from shapeood.features.extraction import TransformedDataset
     from shapeood.features.keys import dataset_transform
 
     if limit is not None and len(dataset) > limit:
         rows = np.unique(np.linspace(0, len(dataset) - 1, int(limit)).round().astype(np.int64))
         dataset = Subset(dataset, rows.tolist())
     if dataset_transform(dataset) is None:
-        dataset = _Preprocessed(dataset, transform)
+        dataset = TransformedDataset(dataset, transform)
     return dataset
 
 

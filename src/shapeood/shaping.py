@@ -325,6 +325,22 @@ def class_row_mask(weight: Any, percentile: float) -> torch.Tensor:
 # --------------------------------------------------------------------------- ISH
 
 
+def check_ish_percentile(percentile: float) -> float:
+    """ISH keeps the top ``1 - percentile`` fraction, so ``percentile`` must be in [0, 1)."""
+    try:
+        value = float(percentile)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"ISH percentile must be a fraction in [0, 1), got {percentile!r}"
+        ) from err
+    if not 0.0 <= value < 1.0:
+        raise ValueError(
+            "ISH percentile must be a fraction in [0, 1) (e.g. 0.85 keeps the top 15%), "
+            f"got {percentile!r}"
+        )
+    return value
+
+
 def ish_shape(h: Any, percentile: float = 0.85) -> torch.Tensor:
     """ISH reshaped activation used for the weight gradient (``minksample_expscale``).
 
@@ -333,14 +349,7 @@ def ish_shape(h: Any, percentile: float = 0.85) -> torch.Tensor:
     ``y_i = |h_i| * exp(S1 / S2)`` for ``i`` in ``K``, else 0 (factor 1 where ``S2 == 0``).
     """
     t = _checked(h, "h", ndims=(2,))
-    try:
-        p = float(percentile)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"percentile must be a fraction in [0, 1), got {percentile!r}") from err
-    if not 0.0 <= p < 1.0:
-        raise ValueError(
-            f"ISH percentile is a fraction in [0, 1) (e.g. 0.85 keeps the top 15%), got {p!r}"
-        )
+    p = check_ish_percentile(percentile)
     d = t.shape[1]
     k = int(d * (1.0 - p))
     if k == 0:

@@ -24,20 +24,6 @@ from shapeood import shaping
 DEFAULT_PERCENTILE = 0.85
 
 
-def check_ish_percentile(percentile: float) -> float:
-    """ISH keeps the top ``1 - percentile`` fraction, so ``percentile`` must be in [0, 1)."""
-    try:
-        value = float(percentile)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"ISH percentile must be a number in [0, 1), got {percentile!r}") from err
-    if not 0.0 <= value < 1.0:
-        raise ValueError(
-            f"ISH percentile must be a fraction in [0, 1) (e.g. 0.85 keeps the top 15%), "
-            f"got {percentile!r}"
-        )
-    return value
-
-
 def ish_kept(width: int, percentile: float) -> int:
     """Entries ISH keeps per sample: ``k = floor(width * (1 - percentile))``."""
     return int(width * (1.0 - percentile))
@@ -165,7 +151,7 @@ class ISHLinear(nn.Linear):
         dtype: Any = None,
     ) -> None:
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
-        self.percentile = check_ish_percentile(percentile)
+        self.percentile = shaping.check_ish_percentile(percentile)
         if ish_kept(in_features, self.percentile) < 1:
             raise ValueError(
                 f"ISH with percentile={percentile} keeps floor({in_features} * (1 - "
@@ -239,7 +225,7 @@ class ISHConv2d(nn.Conv2d):
             raise ValueError(
                 f"ISHConv2d supports padding_mode='zeros' only, got {self.padding_mode!r}"
             )
-        self.percentile = check_ish_percentile(percentile)
+        self.percentile = shaping.check_ish_percentile(percentile)
         self._explicit_padding = _resolve_padding(self)
 
     @classmethod
@@ -365,7 +351,7 @@ def apply_ish(
     and every zero-padded ``nn.Conv2d``; other modules are left alone) or dotted module names.
     Parameters are shared, not copied, so an optimiser built before the call keeps working.
     """
-    percentile = check_ish_percentile(percentile)
+    percentile = shaping.check_ish_percentile(percentile)
     target = getattr(model, "model", model) if hasattr(model, "layer_name") else model
     if isinstance(target, (nn.Linear, nn.Conv2d)):
         raise ValueError(

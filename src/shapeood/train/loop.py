@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
+from shapeood.shaping import check_ish_percentile
 from shapeood.train.checkpoint import (
     atomic_save,
     load_checkpoint,
@@ -33,7 +34,7 @@ from shapeood.train.checkpoint import (
     set_rng_state,
 )
 from shapeood.train.distributed import DistInfo, all_gather, all_reduce_sum, init_distributed
-from shapeood.train.ish import apply_ish, check_ish_percentile, remove_ish
+from shapeood.train.ish import apply_ish, remove_ish
 from shapeood.train.optim import make_optimizer
 from shapeood.train.schedule import cosine_schedule
 
