@@ -3,7 +3,10 @@
 A detector is built from explicit hyperparameters (stored untouched, scikit-learn style), learns
 whatever it needs from the classifier head and, where the method asks for it, from ID features in
 ``fit``; then it maps pooled penultimate features ``h`` (N, D) to shaped logits and to a score
-(N,) where **higher means more in-distribution**.
+(N,) where **higher means more in-distribution**. ``score``, ``logits``, ``predict`` and
+``score_and_predict`` also take the plain logits ``W h + b`` of the same rows
+(``plain_logits=FeatureSet.logits``): methods whose logits follow from them exactly then skip
+the head matmul (MSP, MaxLogit, Energy, ODIN without noise, SCALE, and HIMPLoS's prediction).
 """
 
 from __future__ import annotations
