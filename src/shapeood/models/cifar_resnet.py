@@ -25,16 +25,31 @@ class PadShortcut(nn.Module):
 
 
 class BasicBlock(nn.Module):
-    """conv3x3-BN-ReLU-conv3x3-BN, plus shortcut, then ReLU."""
+    """conv3x3-BN-ReLU-conv3x3-BN, plus shortcut, then ReLU.
 
-    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+    Where the shape changes, the shortcut is option A (``shortcut="pad"``: subsample and zero-pad,
+    no parameters, the akamaster layout) or a projection (``shortcut="projection"``: conv1x1 + BN as
+    ``shortcut.0`` / ``shortcut.1``, OpenOOD's ResNet-18 layout).
+    """
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, shortcut: str = "pad") -> None:
         super().__init__()
+        if shortcut not in ("pad", "projection"):
+            raise ValueError(f"shortcut must be 'pad' or 'projection', got {shortcut!r}")
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        changes_shape = stride != 1 or in_planes != planes
-        self.shortcut: nn.Module = PadShortcut(planes // 4) if changes_shape else nn.Identity()
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = (
+                PadShortcut(planes // 4)
+                if shortcut == "pad"
+                else nn.Sequential(
+                    nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
+                    nn.BatchNorm2d(planes),
+                )
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))

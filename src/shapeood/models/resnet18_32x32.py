@@ -11,27 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class ProjectionBlock(nn.Module):
-    """BasicBlock with OpenOOD's ``shortcut`` Sequential (empty when the shape is unchanged)."""
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
-                nn.BatchNorm2d(planes),
-            )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
+from shapeood.models.cifar_resnet import BasicBlock
 
 
 class ResNet18_32x32(nn.Module):
@@ -52,7 +32,8 @@ class ResNet18_32x32(nn.Module):
     @staticmethod
     def _stage(in_planes: int, planes: int, stride: int) -> nn.Sequential:
         return nn.Sequential(
-            ProjectionBlock(in_planes, planes, stride), ProjectionBlock(planes, planes, 1)
+            BasicBlock(in_planes, planes, stride, shortcut="projection"),
+            BasicBlock(planes, planes, 1, shortcut="projection"),
         )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
