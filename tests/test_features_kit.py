@@ -76,4 +76,4 @@ def test_cli_extract_from_an_image_folder_and_an_image_list(kit, tmp_path, capsy
     out = capsys.readouterr().out
     assert "N        6" in out and "accuracy 100.00%" in out and "(not cached)" in out
     assert main(["extract", "--data", str(imglist), *common]) == 2
-    assert "--root" in capsys.readouterr().err
+    assert "--data-root" in capsys.readouterr().err

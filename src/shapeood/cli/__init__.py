@@ -12,6 +12,8 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
+from shapeood.cli._options import apply_options, ensure_common
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -30,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         register = getattr(module, "register", None)
         if register is not None:
             register(sub)
+    for command in sub.choices.values():
+        ensure_common(command)  # --quiet and --debug everywhere
     return parser
 
 
@@ -39,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
+    apply_options(args)  # --quiet switch, --device auto resolved
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:

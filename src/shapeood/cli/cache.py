@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from shapeood.cli._options import add_options
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -12,7 +14,7 @@ def register(subparsers: Any) -> None:
         help="list or clear cached features",
         description="List or clear the feature cache ($SHAPEOOD_CACHE/features by default).",
     )
-    parser.add_argument("--dir", help="cache folder (default $SHAPEOOD_CACHE/features)")
+    add_options(parser, "cache_dir", aliases={"cache_dir": ("--dir",)})
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     actions.add_parser("list", help="one line per cached feature set")
     clear = actions.add_parser("clear", help="remove cached feature sets")
@@ -35,7 +37,7 @@ def human_size(n: int) -> str:
 def run(args: argparse.Namespace) -> int:
     from shapeood.features import FeatureCache
 
-    cache = FeatureCache(args.dir)
+    cache = FeatureCache(args.cache_dir)
     if args.action == "list":
         entries = cache.list()
         if not entries:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from shapeood.cli._options import add_options
 from shapeood.cli.eval import add_run_options, run_and_report
 
 MODEL = "densenet100_cifar10"
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         max_samples = dict(DEMO_SAMPLES)
         if args.max_samples is not None:
             max_samples = int(args.max_samples)
-        odin_samples = args.odin_samples
+        odin_samples = args.odin_max_samples or DEMO_ODIN_SAMPLES
         grids = {"odin": {}} if not args.no_odin else None
     scope = "every image" if max_samples is None else f"subsets {max_samples}"
     odin_note = ""
@@ -78,12 +79,15 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--out", default="runs/demo", metavar="DIR", help="default runs/demo")
     parser.add_argument("--full", action="store_true", help="every image; ODIN with APS")
-    parser.add_argument(
-        "--max-samples", type=int, metavar="N", help="cap every dataset at N images instead"
-    )
-    parser.add_argument(
-        "--odin-samples", type=int, default=DEMO_ODIN_SAMPLES, metavar="N",
-        help=f"images per set for ODIN (default {DEMO_ODIN_SAMPLES})",
+    add_options(
+        parser, "max_samples", "odin_max_samples",
+        help={
+            "max_samples": "use at most N evenly spaced images of every dataset (default: "
+            "the demo subsets above)",
+            "odin_max_samples": "at most N evenly spaced images per set for ODIN, which runs "
+            f"through the model (default {DEMO_ODIN_SAMPLES})",
+        },
+        aliases={"odin_max_samples": ("--odin-samples",)},
     )  # fmt: skip
     parser.add_argument("--no-odin", action="store_true", help="leave ODIN out")
     add_run_options(parser)

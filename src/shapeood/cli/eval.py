@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from shapeood.cli._options import add_options, cache_arg
 
 EPILOG = """\
 examples:
@@ -46,16 +47,13 @@ def collect_params(items: list[str] | None) -> dict[str, dict[str, Any]]:
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by ``eval`` and ``demo``."""
-    parser.add_argument(
-        "--data-root", metavar="DIR", help="dataset folder (default $SHAPEOOD_DATA)"
-    )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")
-    parser.add_argument("--batch-size", type=int, default=256, metavar="N", help="default 256")
+    """Options shared by ``eval`` and ``demo`` (the shared vocabulary of ``cli._options``)."""
+    add_options(
+        parser, "data_root", "device", "batch_size", "workers", "cache_dir", "quiet", "debug",
+    )  # fmt: skip
     parser.add_argument(
         "--no-cache", action="store_true", help="do not read or write the feature cache"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run_and_report(
@@ -87,8 +85,9 @@ def run_and_report(
         fpr_convention=fpr_convention,
         device=args.device,
         batch_size=args.batch_size,
-        cache=not args.no_cache,
-        progress=not args.quiet and sys.stderr.isatty(),
+        cache=cache_arg(args),
+        progress=not args.quiet,
+        num_workers=args.workers,
         params=params,
         weights=weights,
         data_root=args.data_root,
@@ -167,13 +166,6 @@ def register(subparsers: Any) -> None:
         help="FPR@95 convention of the main column (default: the benchmark's)",
     )  # fmt: skip
     parser.add_argument("--out", metavar="DIR", help="write CSV/JSON/Markdown/HTML report here")
-    parser.add_argument(
-        "--max-samples", type=int, metavar="N",
-        help="use at most N evenly spaced images of every dataset (quick looks)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--odin-max-samples", type=int, metavar="N",
-        help="at most N images per set for ODIN, which runs through the model",
-    )  # fmt: skip
+    add_options(parser, "max_samples", "odin_max_samples")
     add_run_options(parser)
     parser.set_defaults(func=run)

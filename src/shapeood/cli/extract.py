@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from shapeood.cli._options import add_options, cache_arg
 from shapeood.paths import data_root
 
 DESCRIPTION = """\
@@ -14,13 +15,13 @@ Later evaluations of every method reuse the cache. Interrupted runs resume where
 
 --data is one of:
   a kit archive name or path   cifar10_test, mnist_test.npz, /path/to/images.npz
-  an OpenOOD image list        test_cifar10.txt with --root the folder its paths start from
+  an OpenOOD image list        test_cifar10.txt, its paths relative to --data-root
   an image folder              root/<class>/<image> (classes sorted by name)
 
 examples:
   shapeood extract --model resnet20_cifar10 --data cifar10_test
   shapeood extract --model torchvision:resnet50 --weights DEFAULT \\
-      --data imglists/test_imagenet.txt --root images_largescale --device cuda --amp
+      --data imglists/test_imagenet.txt --data-root images_largescale --device cuda --amp
 """
 
 
@@ -35,51 +36,57 @@ def register(subparsers: Any) -> None:
                         "architecture name or checkpoint path")  # fmt: skip
     parser.add_argument("--weights", help="weights for --model (a file, or DEFAULT for hubs)")
     parser.add_argument("--data", required=True, help="kit archive, image list or folder")
-    parser.add_argument("--root", help="folder that the paths of an image list start from")
     parser.add_argument("--resize", type=int, help="shorter side before the crop (model default)")
     parser.add_argument("--crop", type=int, help="center crop size (model default)")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
     parser.add_argument("--amp", action="store_true", help="mixed precision (bf16 CPU, fp16 CUDA)")
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    parser.add_argument("--cache-dir", help="cache folder (default $SHAPEOOD_CACHE/features)")
+    add_options(
+        parser, "device", "batch_size", "workers", "cache_dir", "data_root",
+        aliases={"data_root": ("--root",)},
+    )  # fmt: skip
     parser.add_argument("--no-cache", action="store_true", help="compute without the cache")
     parser.add_argument("--refresh", action="store_true", help="recompute even if cached")
     parser.add_argument("--save", help="also write the feature set to this folder")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_options(parser, "quiet", "debug")
     parser.set_defaults(func=run)
 
 
 def resolve_dataset(spec: str, transform: Any, root: str | None = None) -> Any:
-    """A dataset from a kit archive name/path, an image list (+ root) or an image folder."""
+    """A dataset from a kit archive name/path, an image list (+ root) or an image folder.
+
+    ``root`` (``--data-root``) is where an image list's paths and kit names start from; it
+    defaults to the offline kit folder.
+    """
     from shapeood import data
 
     path = Path(spec).expanduser()
     if spec.endswith(".txt"):
         if root is None:
-            raise ValueError(f"--data {spec} is an image list: give --root, the image folder")
+            raise ValueError(
+                f"--data {spec} is an image list: give --data-root, the folder its paths start from"
+            )
         return data.ImageListDataset(root, path, transform=transform)
     if path.is_dir():
         return data.ImageFolderDataset(path, transform=transform)
     if path.suffix == ".npz" and path.exists():
         return data.ArrayDataset(path, transform=transform)
-    kit = data_root() / (spec if spec.endswith(".npz") else f"{spec}.npz")
+    folder = Path(root).expanduser() if root else data_root()
+    kit = folder / (spec if spec.endswith(".npz") else f"{spec}.npz")
     if kit.exists():
         return data.ArrayDataset(kit, transform=transform)
     raise ValueError(
         f"cannot resolve --data {spec!r}: not a .npz file, an image list (.txt), a folder, or "
-        f"a kit archive in {data_root()} (set SHAPEOOD_DATA to the kit folder)"
+        f"an archive in {folder} (give --data-root or set SHAPEOOD_DATA to the kit folder)"
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    from shapeood.features import FeatureCache, extract, save_featureset
+    from shapeood.features import extract, save_featureset
     from shapeood.models import adapt, load_model, transform_for
 
     model = adapt(load_model(args.model, weights=args.weights))
     transform = transform_for(model, resize=args.resize, crop=args.crop)
-    dataset = resolve_dataset(args.data, transform, args.root)
-    cache: Any = False if args.no_cache else FeatureCache(args.cache_dir)
+    dataset = resolve_dataset(args.data, transform, args.data_root)
+    cache: Any = cache_arg(args)
     fs = extract(
         model,
         dataset,

@@ -15,6 +15,7 @@ import argparse
 import json
 from typing import Any
 
+from shapeood.cli._options import add_options
 from shapeood.train.loop import TrainConfig
 
 # Command-line flag -> TrainConfig field, for the settings a recipe may be overridden with.
@@ -30,7 +31,7 @@ _OVERRIDES = {
     "ish_layers": "ish_layers",
     "amp": "amp",
     "seed": "seed",
-    "num_workers": "num_workers",
+    "workers": "num_workers",
     "device": "device",
     "channels_last": "channels_last",
     "max_steps_per_epoch": "max_steps_per_epoch",
@@ -50,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="model spec for shapeood.models.load_model")
     p.add_argument("--weights", help="weights for --model (kit npz, checkpoint or enum name)")
     p.add_argument("--data", help="kit:FILE.npz, an .npz, an image folder or an image list")
-    p.add_argument("--data-root", help="folder the paths of an image list are relative to")
+    add_options(p, "data_root")
     p.add_argument(
         "--augment",
         choices=["cifar", "imagenet"],
@@ -69,11 +70,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--seed", type=int)
-    p.add_argument("--num-workers", type=int)
-    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
+    add_options(
+        p, "workers", "device",
+        help={"workers": "DataLoader worker processes (default: the recipe's, else 0)"},
+        aliases={"workers": ("--num-workers",)}, defaults={"workers": None},
+    )  # fmt: skip
     p.add_argument("--max-steps-per-epoch", type=int, help="cap the iterations of each epoch")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue a checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_options(p, "quiet", "debug", aliases={"quiet": ("--no-progress",)})
     p.set_defaults(func=run)
 
 
@@ -86,7 +90,7 @@ def _config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
         if name == "ish_layers" and value not in ("head", "all"):
             value = [v.strip() for v in value.split(",") if v.strip()]
         changes[name] = value
-    if args.no_progress:
+    if args.quiet:
         changes["progress"] = False
     return base.replace(**changes)
 

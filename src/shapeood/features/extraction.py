@@ -247,9 +247,9 @@ def _chunk_stream(
 
 
 def _progress_bar(total: int, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
+    from shapeood import progress as _progress
 
-    return tqdm(total=total, unit="img", desc=desc, disable=not enabled, leave=False)
+    return _progress.bar(total, desc, unit="img", progress=enabled)
 
 
 def _resolve_cache(cache: Any) -> FeatureCache | None:
