@@ -13,14 +13,16 @@ from PIL import Image
 from shapeood import paths
 from shapeood.data import (
     Benchmark,
+    BenchmarkSpec,
     MissingDataError,
+    SourceSpec,
     benchmark_spec,
     get_benchmark,
     holdout_rows,
     list_benchmarks,
     load_benchmark_file,
 )
-from shapeood.data.benchmarks import CLASSIC_SPECS, OPENOOD_SPECS
+from shapeood.data.benchmarks import CLASSIC_SPECS, OPENOOD_SPECS, register_benchmark
 
 BUILTIN = [
     "cifar10",
@@ -361,3 +363,57 @@ def test_imagenet_classic_builds_from_folders(tmp_path):
     ]
     assert all(ds.labels.tolist() == [-1] for ds in bench.ood_datasets().values())
     assert bench.id_train is None and bench.skipped_optional == ["id_train/id_train"]
+
+
+# ----------------------------------------------------------------------------- registry, family
+
+
+def test_every_builtin_declares_its_family():
+    names = [name for name in list_benchmarks() if name != "cifar10_offline"]
+    families = {name: benchmark_spec(name).family for name in names}
+    assert families == {
+        "cifar10": "cifar",
+        "cifar100": "cifar",
+        "imagenet200": "imagenet",
+        "imagenet": "imagenet",
+        "imagenet_classic": "imagenet",
+        "cifar_classic": "cifar",
+        "cifar100_classic": "cifar",
+    }
+
+
+def test_offline_benchmark_family_reads_through_the_spec(offline):
+    assert offline.family == "cifar" and offline.spec.family == "cifar"
+    assert offline.name == offline.spec.name == "cifar10_offline"
+
+
+def test_register_benchmark_adds_a_benchmark_in_one_function(tmp_path):
+    from shapeood.data.benchmarks import registry
+
+    @register_benchmark
+    def tiny_registered(root):
+        """a tiny benchmark registered by a test"""
+        return BenchmarkSpec(
+            name="tiny_registered", family="custom", protocol="openood",
+            fpr_convention="openood", resize=8, crop=8, num_classes=2,
+            id_test=SourceSpec("npz", "id.npz"), far={"x": SourceSpec("npz", "x.npz")},
+        )  # fmt: skip
+
+    try:
+        assert list_benchmarks()["tiny_registered"] == "a tiny benchmark registered by a test"
+        with pytest.raises(MissingDataError, match="2 file"):
+            get_benchmark("tiny_registered", data_root=tmp_path)
+        with pytest.raises(ValueError, match="registered twice"):
+            register_benchmark(tiny_registered)
+    finally:
+        registry._REGISTRY.pop("tiny_registered")
+        registry._DESCRIPTIONS.pop("tiny_registered")
+
+
+def test_family_is_declared_and_checked(user_data):
+    file = user_data / "fam.yaml"
+    file.write_text("data_root: data\nnum_classes: 4\nid: {test: id.npz}\nood: {a: ood.npz}\n")
+    assert load_benchmark_file(file).family == "custom"
+    file.write_text(file.read_text() + "family: imagnet\n")
+    with pytest.raises(ValueError, match="family must be one of cifar, imagenet, custom"):
+        load_benchmark_file(file)

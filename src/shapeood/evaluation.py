@@ -52,7 +52,6 @@ LHACT_GRID = {"th_percentile": [90, 95, 99], "tl_percentile": [15, 35, 55]}
 
 __all__ = [
     "METRIC_COLUMNS",
-    "benchmark_family",
     "evaluate",
     "method_params",
     "resolve_benchmark",
@@ -108,13 +107,6 @@ def resolve_methods(methods: str | Iterable[str]) -> list[str]:
     if not names:
         raise ValueError("no method given: use methods='all' or names such as 'energy,ash_s'")
     return names
-
-
-def benchmark_family(benchmark: Any) -> str:
-    """``"imagenet"`` for ImageNet-scale benchmarks (name or crop >= 160), else ``"cifar"``."""
-    if "imagenet" in str(benchmark.name).lower() or int(benchmark.crop) >= 160:
-        return "imagenet"
-    return "cifar"
 
 
 def method_params(name: str, family: str, user: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -361,7 +353,7 @@ def evaluate(
             f"unknown fpr_convention {convention!r}: use one of {', '.join(metrics.CONVENTIONS)}"
         )
     other = _other_convention(convention)
-    family = benchmark_family(bench)
+    family = bench.family
     params = {detector_class(k).name: dict(v) for k, v in (params or {}).items()}
     grids = {detector_class(k).name: v for k, v in (grids or {}).items()}
     unused = sorted(set(params) - set(names))

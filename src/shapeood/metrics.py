@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from sklearn import metrics as skm
 
-CONVENTIONS = ("openood", "classic", "nearest")
+from shapeood._types import CONVENTIONS, FprConvention
+
 RECALL_LEVEL = 0.95
 
 __all__ = [
@@ -160,7 +161,7 @@ def _pr_area(positive: np.ndarray, scores: np.ndarray, average_precision: bool) 
 def fpr_at_95(
     id_scores: Any,
     ood_scores: Any,
-    convention: str = "openood",
+    convention: FprConvention = "openood",
     recall_level: float = RECALL_LEVEL,
 ) -> float:
     """False-positive rate at 95% recall, under a named convention.
@@ -331,7 +332,7 @@ _SUITES = {"openood": openood_metrics, "classic": classic_metrics, "nearest": ne
 def ood_metrics(
     id_scores: Any,
     ood_scores: Any,
-    convention: str = "openood",
+    convention: FprConvention = "openood",
     id_pred: Any = None,
     id_labels: Any = None,
 ) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from shapeood.data.benchmarks import (
     holdout_rows,
     list_benchmarks,
     load_benchmark_file,
+    register_benchmark,
     spec_from_mapping,
 )
 from shapeood.data.sources import (
@@ -49,6 +50,7 @@ __all__ = [
     "load_benchmark_file",
     "load_rgb",
     "parse_imglist",
+    "register_benchmark",
     "spec_from_mapping",
     "torchvision_dataset",
 ]
