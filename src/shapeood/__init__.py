@@ -9,14 +9,17 @@ Quick map: ``shaping`` (tensor functions), ``scores`` (logits -> score), ``Linea
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shapeood.head import LinearHead
+if TYPE_CHECKING:
+    from shapeood.head import LinearHead as LinearHead
 
 __version__ = "0.1.0"
 
-# Heavier rooms load on first use so that ``import shapeood`` stays fast.
+# Every room loads on first use so that ``import shapeood`` (and ``shapeood --help``) imports
+# no torch.
 _LAZY = {
+    "LinearHead": ("shapeood.head", "LinearHead"),
     "shaping": ("shapeood.shaping", None),
     "scores": ("shapeood.scores", None),
     "metrics": ("shapeood.metrics", None),
@@ -32,7 +35,7 @@ _LAZY = {
     "train": ("shapeood.train", None),
 }
 
-__all__ = ["LinearHead", "__version__", *_LAZY]
+__all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -7,12 +7,22 @@ from typing import Any
 
 from shapeood.cli._options import add_options
 
+EPILOG = """\
+examples:
+  shapeood cache list
+  shapeood cache list --cache-dir /tmp/features
+  shapeood cache clear resnet20_cifar10      # entries whose key starts with this
+  shapeood cache clear --all
+"""
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "cache",
         help="list or clear cached features",
         description="List or clear the feature cache ($SHAPEOOD_CACHE/features by default).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_options(parser, "cache_dir", aliases={"cache_dir": ("--dir",)})
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)

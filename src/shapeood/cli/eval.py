@@ -10,6 +10,11 @@ from typing import Any
 from shapeood.cli._options import add_options, cache_arg
 
 EPILOG = """\
+Features are extracted once per dataset and cached ($SHAPEOOD_CACHE, see 'shapeood cache'),
+so a second run with other methods or parameters does not touch the network (ODIN aside: it
+perturbs inputs and runs through the model; its scores are cached too).
+Methods and their parameters: 'shapeood list methods'; benchmarks: 'shapeood list benchmarks'.
+
 examples:
   shapeood eval --benchmark cifar10_offline --model resnet20_cifar10 --methods energy,ash_s,scale
   shapeood eval --benchmark cifar10_offline --model densenet100_cifar10 --aps --out runs/dn100
@@ -17,11 +22,6 @@ examples:
       --weights ckpt.pth --methods all --aps --device cuda --out runs/c10
   shapeood eval --benchmark my_benchmark.yaml --model torchvision:resnet50 --weights DEFAULT \\
       --param react.percentile=95 --param ash_s.percentile=90
-
-Features are extracted once per dataset and cached ($SHAPEOOD_CACHE, see 'shapeood cache'),
-so a second run with other methods or parameters does not touch the network (ODIN aside: it
-perturbs inputs and runs through the model; its scores are cached too).
-Methods and their parameters: 'shapeood list methods'; benchmarks: 'shapeood list benchmarks'.
 """
 
 

@@ -17,7 +17,9 @@ Later evaluations of every method reuse the cache. Interrupted runs resume where
   a kit archive name or path   cifar10_test, mnist_test.npz, /path/to/images.npz
   an OpenOOD image list        test_cifar10.txt, its paths relative to --data-root
   an image folder              root/<class>/<image> (classes sorted by name)
+"""
 
+EPILOG = """\
 examples:
   shapeood extract --model resnet20_cifar10 --data cifar10_test
   shapeood extract --model torchvision:resnet50 --weights DEFAULT \\
@@ -30,6 +32,7 @@ def register(subparsers: Any) -> None:
         "extract",
         help="extract features and logits of a model on a dataset (cached)",
         description=DESCRIPTION,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", required=True, help="kit name, torchvision:NAME, timm:NAME, "

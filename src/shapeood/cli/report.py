@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 EPILOG = """\
+Without --scores, a scores.npz next to RESULTS is used when present (plots need it).
+
 examples:
   shapeood report runs/demo/results.json --out runs/demo_again
   shapeood report runs/demo/results.csv --scores runs/demo/scores.npz --out /tmp/page
-
-Without --scores, a scores.npz next to RESULTS is used when present (plots need it).
 """
 
 

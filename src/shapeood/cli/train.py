@@ -1,22 +1,31 @@
-"""``shapeood train``: fine-tune a classifier with ISH or plain cross-entropy.
-
-Examples::
-
-    shapeood train --recipe cifar10_densenet_ish --out runs/cifar10_densenet_ish
-    torchrun --nproc_per_node 4 --no-python shapeood train --recipe imagenet_resnet50_ish \\
-        --data train_imagenet.txt --data-root images_largescale --out runs/r50_ish
-
-Run the same command again to resume a killed run from its last epoch checkpoint.
-"""
+"""``shapeood train``: fine-tune a classifier with ISH or plain cross-entropy (resumable)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shapeood.cli._options import add_options
-from shapeood.train.loop import TrainConfig
+
+if TYPE_CHECKING:
+    from shapeood.train.loop import TrainConfig
+
+DESCRIPTION = """\
+Fine-tune a classifier with ISH (or plain cross-entropy). A recipe names the model, the data
+and the settings; the flags below override it. Run the same command again to resume a killed
+run from its last epoch checkpoint; torchrun starts one process per GPU.
+"""
+
+EPILOG = """\
+examples:
+  shapeood train --list
+  shapeood train --recipe cifar10_densenet_ish --out runs/cifar10_densenet_ish
+  shapeood train --model resnet20_cifar10 --data kit:cifar10_train_subset.npz --ish \\
+      --epochs 1 --max-steps-per-epoch 2 --out runs/r20_ish
+  torchrun --nproc_per_node 4 --no-python shapeood train --recipe imagenet_resnet50_ish \\
+      --data train_imagenet.txt --data-root images_largescale --out runs/r50_ish
+"""
 
 # Command-line flag -> TrainConfig field, for the settings a recipe may be overridden with.
 _OVERRIDES = {
@@ -42,7 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
         help="fine-tune a classifier with ISH (or plain cross-entropy); resumable, torchrun-ready",
-        description=__doc__,
+        description=DESCRIPTION,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--recipe", help="named recipe (see --list); flags below override it")
@@ -109,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("name the model and the data: --recipe NAME, or --model and --data")
     if args.out is None:
         raise ValueError("--out FOLDER is required (checkpoints and the trained weights go there)")
+    from shapeood.train.loop import TrainConfig
+
     config = _config(args, recipe.config if recipe else TrainConfig())
     return _train(args, recipe, model_spec, data_source, config)
 

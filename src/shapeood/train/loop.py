@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from tqdm.auto import tqdm
 
+from shapeood import progress
 from shapeood.shaping import check_ish_percentile
 from shapeood.train.checkpoint import (
     atomic_save,
@@ -261,12 +261,11 @@ class Trainer:
         net.train()
         loss_sum, correct, seen = 0.0, 0, 0
         start = time.perf_counter()
-        bar = tqdm(
-            total=steps,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            disable=not (cfg.progress and self.dist.is_main),
-            dynamic_ncols=True,
-            leave=False,
+        bar = progress.bar(
+            steps,
+            f"epoch {epoch + 1}/{cfg.epochs}",
+            unit="step",
+            progress=cfg.progress and self.dist.is_main,
         )
         for step, (images, labels) in enumerate(loader):
             if step >= steps:
@@ -293,7 +292,7 @@ class Trainer:
             correct += int((logits.detach().argmax(1) == labels).sum())
             seen += n
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
+            bar.set_postfix_str(f"loss={loss_sum / seen:.4f}, acc={correct / seen:.3f}")
         bar.close()
         elapsed = time.perf_counter() - start
         loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], self.dist, self.device)
@@ -308,7 +307,7 @@ class Trainer:
             "images_per_s": seen / elapsed if elapsed > 0 else math.inf,
         }
         if cfg.progress and self.dist.is_main:
-            tqdm.write(
+            progress.stage(
                 f"epoch {record['epoch']}/{cfg.epochs}: loss {record['loss']:.4f} "
                 f"acc {record['accuracy']:.4f} lr {record['lr']:.2e} "
                 f"{record['images_per_s']:.1f} img/s"
