@@ -87,7 +87,7 @@ def check_key(key: str, o: dict[str, np.ndarray]) -> None:
         net, images = odin_net(o), torch.from_numpy(o["odin_images"])
         with torch.no_grad():
             expected = torch.softmax(net(images), dim=1).amax(dim=1)
-        got = ODIN(temperature=1, noise=0.0).score_inputs(net, images)
+        got = ODIN(temperature=1, noise=0.0, std=IMAGENET_STD).score_inputs(net, images)
         np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=RTOL, atol=ODIN_ATOL)
         return
     m = re.fullmatch(r"odin_(openood|reactrepo)_T(\d+)_eps([\d.]+)(_pred)?", key)
@@ -118,11 +118,15 @@ def test_unknown_key_fails(oracle: dict[str, np.ndarray]) -> None:
         check_key("no_such_key", oracle)
 
 
-def test_odin_default_std_is_imagenet(oracle: dict[str, np.ndarray]) -> None:
-    """Without std= and without pretrained_cfg, the OpenOOD variant divides by ImageNet std."""
-    key = "odin_openood_T1000_eps0.0014"
-    got = ODIN(temperature=1000, noise=0.0014).score_inputs(odin_net(oracle), oracle["odin_images"])
-    np.testing.assert_allclose(got.numpy(), oracle[key], rtol=0, atol=ODIN_ATOL)
+def test_odin_without_std_is_an_error(oracle: dict[str, np.ndarray]) -> None:
+    """Without std= and without pretrained_cfg there is no silent ImageNet default."""
+    det = ODIN(temperature=1000, noise=0.0014)
+    with pytest.raises(ValueError, match=r"std=\(s_r, s_g, s_b\)"):
+        det.score_inputs(odin_net(oracle), oracle["odin_images"])
+    react = ODIN(temperature=1000, noise=0.0014, variant="react")  # no std needed
+    got = react.score_inputs(odin_net(oracle), oracle["odin_images"])
+    expected = oracle["odin_reactrepo_T1000_eps0.0014"]
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=ODIN_ATOL)
 
 
 def test_odin_std_from_pretrained_cfg(oracle: dict[str, np.ndarray]) -> None:

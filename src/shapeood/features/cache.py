@@ -57,6 +57,7 @@ class CacheEntry:
     chunks_done: int
     chunks_total: int
     path: Path
+    kind: str = "features"  # or "odin": input-perturbation scores (features/perturbation.py)
 
 
 def _folder_size(folder: Path) -> int:
@@ -105,6 +106,12 @@ class FeatureCache:
         if (folder / META_FILE).exists():
             meta = read_json(folder / META_FILE)
             n = int(meta.get("num_samples", 0))
+            kind = str(meta.get("kind", "features"))
+            complete = (
+                is_complete(folder)
+                if kind == "features"
+                else all((folder / f"{a}.npy").exists() for a in ("scores", "preds", "labels"))
+            )
             return CacheEntry(
                 key=key,
                 model=str(meta.get("model", "?")),
@@ -112,10 +119,11 @@ class FeatureCache:
                 num_samples=n,
                 dim=meta.get("dim"),
                 size_bytes=_folder_size(folder),
-                complete=is_complete(folder),
+                complete=complete,
                 chunks_done=1,
                 chunks_total=1,
                 path=folder,
+                kind=kind,
             )
         info = read_json(folder / PROGRESS_FILE)
         partial = PartialEntry(folder, info["num_samples"], info["chunk_size"], info)
