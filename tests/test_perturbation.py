@@ -22,7 +22,6 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from shapeood.detectors import ODIN
-from shapeood.models import adapt
 from shapeood.detectors.odin import OPENOOD_DATASET_STD, benchmark_std
 from shapeood.features import FeatureCache
 from shapeood.features.perturbation import (
@@ -31,6 +30,7 @@ from shapeood.features.perturbation import (
     resolve_std,
     score_inputs,
 )
+from shapeood.models import adapt
 
 STD = (0.5, 0.25, 0.2)
 OPENOOD_GRID = list(itertools.product([1, 10, 100, 1000], [0.0014, 0.0028]))
@@ -134,8 +134,9 @@ def test_std_rule():
     net, data = CountingNet().eval(), Images(8)
     assert resolve_std(None, net, data) == STD  # the model's pretrained_cfg
     assert resolve_std((1.0, 2.0, 3.0), net, data) == (1.0, 2.0, 3.0)
-    assert resolve_std("benchmark", net, data, benchmark="cifar10_offline") == (
-        OPENOOD_DATASET_STD["cifar10"]
+    assert (
+        resolve_std("benchmark", net, data, benchmark="cifar10_offline")
+        == (OPENOOD_DATASET_STD["cifar10"])
     )
     assert benchmark_std("cifar100") == OPENOOD_DATASET_STD["cifar100"]
     assert benchmark_std("imagenet200_fs") == OPENOOD_DATASET_STD["imagenet200"]
@@ -176,14 +177,18 @@ def test_benchmark_std_reproduces_openood_scores():
 
 def test_cache_entries_listed_reused_and_cleared(tmp_path):
     net, data = CountingNet().eval(), Images(24)
-    first = perturbation_scores(adapted(net), data, _points(OPENOOD_GRID[:4]), batch_size=8, cache=tmp_path)
+    first = perturbation_scores(
+        adapted(net), data, _points(OPENOOD_GRID[:4]), batch_size=8, cache=tmp_path
+    )
     cache = FeatureCache(tmp_path)
     entries = cache.list()
     assert len(entries) == 4
     assert all(e.kind == "odin" and e.complete and e.num_samples == 24 for e in entries)
     assert all(e.key.startswith("odin__counting__images24__") for e in entries)
     net.forwards = 0
-    again = perturbation_scores(adapted(net), data, _points(OPENOOD_GRID[:4]), batch_size=8, cache=tmp_path)
+    again = perturbation_scores(
+        adapted(net), data, _points(OPENOOD_GRID[:4]), batch_size=8, cache=tmp_path
+    )
     assert net.forwards == 0  # all four read back
     for a, b in zip(first, again, strict=True):
         assert torch.equal(a.scores, b.scores) and torch.equal(a.preds, b.preds)

@@ -225,9 +225,7 @@ def _sweep_stale(root: Path, key: str) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def store_entry(
-    folder: Path, result: PerturbationResult, meta: Mapping[str, Any]
-) -> None:
+def store_entry(folder: Path, result: PerturbationResult, meta: Mapping[str, Any]) -> None:
     """Write ``result`` as a complete entry: built aside, fsynced, renamed into place."""
     root = folder.parent
     root.mkdir(parents=True, exist_ok=True)
@@ -435,7 +433,7 @@ def score_inputs(
     benchmark: Any = None,
     num_workers: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(scores, preds, labels)`` of one ODIN detector over ``dataset`` (see ``perturbation_scores``)."""
+    """``(scores, preds, labels)`` of one ODIN detector over ``dataset``."""
     (result,) = perturbation_scores(
         model, dataset, [detector.get_params()], benchmark=benchmark, batch_size=batch_size,
         device=device, num_workers=num_workers, progress=progress, cache=cache,
