@@ -3,7 +3,8 @@
 Quick map: ``shaping`` (tensor functions), ``scores`` (logits -> score), ``LinearHead``,
 ``create_detector`` / ``list_detectors`` (every method behind one contract), ``metrics``,
 ``models`` (adapters and offline architectures), ``extract`` (features once, cached),
-``evaluate`` (benchmarks), ``train`` (ISH).
+``evaluate`` (benchmarks), ``train`` (ISH), ``OODClassifier`` (deploy: threshold, predict,
+save/load, ONNX/TorchScript export).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ _LAZY = {
     "detectors": ("shapeood.detectors", None),
     "features": ("shapeood.features", None),
     "train": ("shapeood.train", None),
+    "deploy": ("shapeood.deploy", None),
+    "OODClassifier": ("shapeood.deploy", "OODClassifier"),
 }
 
 __all__ = ["__version__", *_LAZY]
