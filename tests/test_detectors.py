@@ -115,6 +115,75 @@ def test_capability_flags() -> None:
     assert {n for n in ALL_NAMES if not infos[n].changes_logits} == plain
 
 
+def test_traits_say_what_each_method_needs() -> None:
+    infos = list_detectors()
+    assert {n: infos[n].fit_split for n in ALL_NAMES if infos[n].fit_split} == {
+        "dice": "train",
+        "himplos": "train",
+        "react": "val",
+        "lhact": "val",
+    }
+    react, lhact = detector_class("react"), detector_class("lhact")
+    assert react.needs_fit() and not react.needs_fit({"threshold": 1.0})
+    assert not detector_class("dice").needs_fit({"mean_feature": [1.0, 2.0]})
+    assert not lhact.needs_fit() and lhact.needs_fit({"th_percentile": 95})
+    assert lhact.aps_grid() == {}
+    assert lhact.aps_grid({"th_percentile": 95}) == {
+        "th_percentile": [90, 95, 99],
+        "tl_percentile": [15, 35, 55],
+    }
+    assert lhact.family_params("imagenet") == {}
+    assert lhact.family_params("cifar") == {"th_percentile": 95, "tl_percentile": 35}
+    # given th/tl replace the fitted percentiles of the preset (alternatives)
+    assert lhact.family_params("cifar", {"th": 2.0}) == {"th": 2.0}
+    assert lhact.family_params("cifar", {"th_percentile": 90}) == {
+        "th_percentile": 90,
+        "tl_percentile": 35,
+    }
+
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_hyperparameters_are_keyword_only(name: str) -> None:
+    cls = detector_class(name)
+    params = cls.default_params()
+    if params:
+        with pytest.raises(TypeError):
+            cls(*params.values())
+    assert set(cls.param_constraints) <= set(params)
+
+
+def test_positional_hyperparameters_are_refused_at_registration() -> None:
+    class Positional(Detector):
+        name = "positional_test"
+
+        def __init__(self, percentile: float = 90) -> None:
+            self.percentile = percentile
+
+    with pytest.raises(TypeError, match="keyword-only"):
+        register_detector(Positional)
+
+
+def test_percentile_constraints_use_the_shared_check(data) -> None:
+    from shapeood import _validation
+
+    calls = []
+    original = _validation.check_percentile
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    from shapeood.detectors import constraints
+
+    constraints.check_percentile = spy
+    try:
+        with pytest.raises(ValueError, match="percentile"):
+            create_detector("scale", percentile=150).fit(_head(data))
+    finally:
+        constraints.check_percentile = original
+    assert calls and calls[0][1] == "percentile"
+
+
 def test_create_detector_aliases_presets_and_errors() -> None:
     assert type(create_detector("ASH-S")) is detector_class("ash_s")
     assert type(create_detector("ebo")) is Energy

@@ -77,7 +77,9 @@ def check_key(key: str, o: dict[str, np.ndarray]) -> None:
         else:
             _close(det.score(test).numpy(), o[key])
             # Given prototypes, fit needs no features and gives the same score.
-            given = HIMPLoS(det.percentile, det.threshold, prototypes=o["class_mean"])
+            given = HIMPLoS(
+                percentile=det.percentile, threshold=det.threshold, prototypes=o["class_mean"]
+            )
             _close(given.fit(_head(o)).score(test).numpy(), o[key])
         return
     pytest.fail(f"himplos.npz key {key!r} has no check: add one to test_oracle_himplos.py")

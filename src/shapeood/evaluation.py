@@ -45,10 +45,7 @@ from shapeood import metrics, paths
 from shapeood.detectors import Detector, create_detector, detector_class, list_detectors
 
 METRIC_COLUMNS = ("FPR@95", "AUROC", "AUPR_IN", "AUPR_OUT", "ACC")
-FIT_ON_TRAIN = ("dice", "himplos")
 GROUP_ROWS = {"near": "nearood", "far": "farood"}
-LHACT_FITTED = {"th_percentile": 95, "tl_percentile": 35}
-LHACT_GRID = {"th_percentile": [90, 95, 99], "tl_percentile": [15, 35, 55]}
 
 __all__ = [
     "METRIC_COLUMNS",
@@ -110,29 +107,20 @@ def resolve_methods(methods: str | Iterable[str]) -> list[str]:
 
 
 def method_params(name: str, family: str, user: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Parameters the evaluator uses: family preset, the LHAct rule, then ``user``."""
-    cls = detector_class(name)
-    user = dict(user or {})
-    chosen = dict(cls.presets.get(family, {}))
-    if name == "lhact" and family != "imagenet" and not {"th", "tl"} & set(user):
-        chosen.update(LHACT_FITTED)
-    chosen.update(user)
-    return chosen
+    """Parameters the evaluator uses: the family preset, then ``user`` (``family_params``)."""
+    return detector_class(name).family_params(family, user)
 
 
 def method_grid(name: str, params: Mapping[str, Any], user_grid: Any = None) -> dict[str, list]:
-    """The APS grid: the user's, else ``default_sweep`` (LHAct: percentile grid when fitted)."""
+    """The APS grid: the user's, else the method's for ``params`` (``aps_grid``)."""
     if user_grid is not None:
         return {k: list(v) for k, v in user_grid.items()}
-    if name == "lhact" and params.get("th_percentile") is not None:
-        return {k: list(v) for k, v in LHACT_GRID.items()}
-    return {k: list(v) for k, v in detector_class(name).default_sweep.items()}
+    return detector_class(name).aps_grid(params)
 
 
 def _fits_on_features(name: str, params: Mapping[str, Any]) -> bool:
-    """Whether ``fit`` learns from ID features (LHAct only when its percentiles are set)."""
-    fitted_percentiles = any(k.endswith("_percentile") and v is not None for k, v in params.items())
-    return detector_class(name).requires_fit or fitted_percentiles
+    """Whether ``fit`` learns from ID features under ``params`` (``needs_fit``)."""
+    return detector_class(name).needs_fit(params)
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -374,7 +362,9 @@ def evaluate(
             f"benchmark {bench.name!r} has no ID-val/OOD-val split, which APS needs: run with "
             "aps=False (defaults and params) or add id_val/ood_val to the benchmark"
         )
-    wants_train = any(n in FIT_ON_TRAIN for n in feature_names) and bench.id_train is not None
+    wants_train = bench.id_train is not None and any(
+        detector_class(n).fit_split == "train" for n in feature_names
+    )
 
     datasets: dict[str, Any] = {
         "id_test": _prepare_dataset(bench.id_test, transform, _limit_for(max_samples, "id_test"))
@@ -414,7 +404,8 @@ def evaluate(
     head = fm.head
 
     def fit_set(name: str) -> Any:
-        order = ("id_train", "id_val") if name in FIT_ON_TRAIN else ("id_val", "id_train")
+        train_first = detector_class(name).fit_split == "train"
+        order = ("id_train", "id_val") if train_first else ("id_val", "id_train")
         for role in order:
             if role in features:
                 return features[role]

@@ -21,8 +21,9 @@ from typing import Any, ClassVar
 import torch
 
 from shapeood import shaping
-from shapeood._validation import check_percentile
-from shapeood.detectors.base import Detector, check_score_fn
+from shapeood._types import ScoreName
+from shapeood.detectors.base import Detector
+from shapeood.detectors.constraints import PERCENTILE, SCORE_FN, Constraint
 from shapeood.detectors.registry import register_detector
 
 PERCENTILE_SWEEP = [65, 70, 75, 80, 85, 90, 95]
@@ -33,14 +34,14 @@ class _ASH(Detector):
 
     changes_logits = True
     default_sweep: ClassVar[dict[str, list]] = {"percentile": PERCENTILE_SWEEP}
+    param_constraints: ClassVar[dict[str, Constraint]] = {
+        "percentile": PERCENTILE,
+        "score_fn": SCORE_FN,
+    }
 
-    def __init__(self, percentile: float = 90, score_fn: str = "energy") -> None:
+    def __init__(self, *, percentile: float = 90, score_fn: ScoreName = "energy") -> None:
         self.percentile = percentile
         self.score_fn = score_fn
-
-    def _validate_params(self) -> None:
-        check_percentile(self.percentile)
-        check_score_fn(self.score_fn)
 
     def _shape(self, h: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -20,10 +21,12 @@ import torch
 from torch import nn
 
 from shapeood import scores as logit_scores
+from shapeood._types import SCORE_NAMES, BenchmarkFamily, FitSplit, ScoreName
 from shapeood._validation import check_features
+from shapeood.detectors.constraints import Constraint
 from shapeood.head import LinearHead
 
-LOGIT_SCORES = ("energy", "msp", "max_logit")
+LOGIT_SCORES = SCORE_NAMES
 
 # Rows of ``plain_logits`` recomputed with the head to make sure they belong to it.
 PLAIN_LOGITS_CHECK_ROWS = 8
@@ -44,20 +47,20 @@ def as_head(head: Any) -> LinearHead:
     )
 
 
-def score_logits(logits: torch.Tensor, score_fn: str, temperature: float = 1.0) -> torch.Tensor:
-    """Turn logits into an ID score: energy ``T * logsumexp(z / T)``, MSP or MaxLogit."""
+def score_logits(
+    logits: torch.Tensor, score_fn: ScoreName, temperature: float = 1.0
+) -> torch.Tensor:
+    """Turn logits into an ID score at temperature ``T``.
+
+    energy ``T * logsumexp(z / T)``; msp ``max softmax(z / T)``; max_logit ``max z``.
+    """
     if score_fn == "energy":
         return logit_scores.energy(logits, temperature=temperature)
     if score_fn == "msp":
-        return logit_scores.msp(logits)
+        return logit_scores.msp(logits if temperature == 1.0 else logits / float(temperature))
     if score_fn == "max_logit":
         return logit_scores.max_logit(logits)
-    raise ValueError(f"score_fn must be one of {LOGIT_SCORES}, got {score_fn!r}")
-
-
-def check_score_fn(score_fn: str) -> None:
-    if score_fn not in LOGIT_SCORES:
-        raise ValueError(f"score_fn must be one of {LOGIT_SCORES}, got {score_fn!r}")
+    raise ValueError(f"score_fn must be one of {', '.join(LOGIT_SCORES)}, got {score_fn!r}")
 
 
 def _summarise(value: Any) -> str:
@@ -70,19 +73,31 @@ def _summarise(value: Any) -> str:
 class Detector:
     """Base class of every OOD detector (higher score = more in-distribution).
 
-    Subclasses declare their hyperparameters as keyword arguments of ``__init__`` (each stored
-    under the same attribute name, untouched), implement ``_fit`` (learned state in attributes
-    with a trailing underscore) and ``_shaped_logits``; the score defaults to the energy of the
-    shaped logits.
+    Subclasses declare their hyperparameters as keyword-only arguments of ``__init__`` (each
+    stored under the same attribute name, untouched), implement ``_fit`` (learned state in
+    attributes with a trailing underscore) and ``_shaped_logits``; the score is
+    ``logit_score`` (or the ``score_fn`` parameter) of the shaped logits, at the ``temperature``
+    parameter where the method has one.
 
-    Class attributes:
+    Traits (class attributes the evaluator and the search read; nothing else names a method):
         name: registry name (``create_detector(name)``).
         requires_fit: with default parameters, ``fit`` must see ID features.
         requires_labels: ``fit`` must see the ID labels too.
         requires_model: the method perturbs inputs and needs the network (ODIN).
         changes_logits: ``predict`` can differ from the plain argmax.
+        fit_split: the ID split ``fit`` should see: ``"train"`` (DICE, HIMPLoS), ``"val"``
+            (ReAct, LHAct, as OpenOOD's postprocessor setup) or None (nothing to learn).
+        fit_skipped_by: parameters that, when given (not None), replace fitting
+            (ReAct's ``threshold``).
+        fitted_by: parameters that, when given, make ``fit`` learn from features (LHAct's
+            ``th_percentile``).
+        alternatives: groups of parameters that give the same thing two ways (``th`` vs
+            ``th_percentile``): a user value in one group drops preset values of the others.
         default_sweep: the hyperparameter grid of OpenOOD's APS search (empty when none).
-        presets: named parameter sets from the upstream configs, e.g. ``{"cifar": {...}}``.
+        fitted_sweep: the grid when ``fitted_by`` parameters are given (else ``default_sweep``).
+        presets: parameter sets by name, e.g. per benchmark family ``{"cifar": {...}}``.
+        param_constraints: ``{param: Constraint}`` checked once by ``fit``.
+        logit_score: the logits-to-score step (``"energy"``, ``"msp"``, ``"max_logit"``).
         description: one line for listings.
     """
 
@@ -91,9 +106,47 @@ class Detector:
     requires_labels: ClassVar[bool] = False
     requires_model: ClassVar[bool] = False
     changes_logits: ClassVar[bool] = False
+    fit_split: ClassVar[FitSplit | None] = None
+    fit_skipped_by: ClassVar[tuple[str, ...]] = ()
+    fitted_by: ClassVar[tuple[str, ...]] = ()
+    alternatives: ClassVar[tuple[tuple[str, ...], ...]] = ()
     default_sweep: ClassVar[dict[str, list]] = {}
+    fitted_sweep: ClassVar[dict[str, list]] = {}
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    param_constraints: ClassVar[dict[str, Constraint]] = {}
+    logit_score: ClassVar[ScoreName] = "energy"
     description: ClassVar[str] = ""
+
+    # ----------------------------------------------------------------- traits
+    @classmethod
+    def needs_fit(cls, params: Mapping[str, Any] | None = None) -> bool:
+        """Whether ``fit`` learns from ID features under ``params`` (defaults filled in)."""
+        values = {**cls.default_params(), **(params or {})}
+        given = {k for k, v in values.items() if v is not None}
+        if given & set(cls.fitted_by):
+            return True
+        return cls.requires_fit and not given & set(cls.fit_skipped_by)
+
+    @classmethod
+    def aps_grid(cls, params: Mapping[str, Any] | None = None) -> dict[str, list]:
+        """The APS grid for ``params``: ``fitted_sweep`` when a ``fitted_by`` one is given."""
+        given = {k for k, v in (params or {}).items() if v is not None}
+        grid = cls.fitted_sweep if cls.fitted_sweep and given & set(cls.fitted_by) else None
+        return {k: list(v) for k, v in (grid or cls.default_sweep).items()}
+
+    @classmethod
+    def family_params(
+        cls, family: BenchmarkFamily | str, user: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The family's preset, then ``user`` (which drops preset values of alternatives)."""
+        user = dict(user or {})
+        chosen = dict(cls.presets.get(family, {}))
+        for group in cls.alternatives:
+            if set(group) & set(user):
+                others = {k for g in cls.alternatives if g is not group for k in g}
+                chosen = {k: v for k, v in chosen.items() if k not in others}
+        chosen.update(user)
+        return chosen
 
     # ----------------------------------------------------------------- parameters
     @classmethod
@@ -103,8 +156,11 @@ class Detector:
         for p in signature.parameters.values():
             if p.name == "self":
                 continue
-            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-                raise TypeError(f"{cls.__name__}.__init__ must list its parameters explicitly")
+            if p.kind != p.KEYWORD_ONLY:
+                raise TypeError(
+                    f"{cls.__name__}.__init__ must take its hyperparameters keyword-only "
+                    f"(def __init__(self, *, {p.name}=...)); {p.name!r} is not"
+                )
             names.append(p.name)
         return names
 
@@ -179,7 +235,13 @@ class Detector:
         return self
 
     def _validate_params(self) -> None:
-        """Raise ``ValueError`` for a bad hyperparameter (override per method)."""
+        """Check every declared ``param_constraints`` entry, then ``_check_params``."""
+        for key, constraint in self.param_constraints.items():
+            constraint(getattr(self, key), key)
+        self._check_params()
+
+    def _check_params(self) -> None:
+        """Checks that involve several parameters (override where a method has them)."""
 
     def _fit(
         self, head: LinearHead, features: torch.Tensor | None, labels: torch.Tensor | None
@@ -292,8 +354,9 @@ class Detector:
         return self._shaped_logits(h)
 
     def _score_from_logits(self, logits: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """Energy (T = 1) of the shaped logits, or the ``score_fn`` the detector names."""
-        return score_logits(logits, getattr(self, "score_fn", "energy"))
+        """``logit_score`` (or the ``score_fn`` parameter) at the ``temperature`` parameter."""
+        score_fn = getattr(self, "score_fn", self.logit_score)
+        return score_logits(logits, score_fn, float(getattr(self, "temperature", 1.0)))
 
     def _outputs(self, features: Any, plain_logits: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """``(h, shaped logits)`` of validated inputs; the logits may be ``plain_logits`` itself."""

@@ -13,8 +13,10 @@ from typing import Any, ClassVar
 import torch
 
 from shapeood import shaping
-from shapeood._validation import as_tensor, check_percentile
-from shapeood.detectors.base import Detector, check_score_fn
+from shapeood._types import FitSplit, ScoreName
+from shapeood._validation import as_tensor
+from shapeood.detectors.base import Detector
+from shapeood.detectors.constraints import PERCENTILE, SCORE_FN, ArrayLike, Constraint
 from shapeood.detectors.registry import register_detector
 from shapeood.head import LinearHead
 
@@ -27,21 +29,24 @@ class DICE(Detector):
     description = "DICE: drop head weights with small mean contribution m*W; energy"
     requires_fit = True
     changes_logits = True
+    fit_split: ClassVar[FitSplit] = "train"
+    fit_skipped_by: ClassVar[tuple[str, ...]] = ("mean_feature",)
+    param_constraints: ClassVar[dict[str, Constraint]] = {
+        "percentile": PERCENTILE,
+        "mean_feature": ArrayLike(),
+        "score_fn": SCORE_FN,
+    }
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "imagenet": {"percentile": 70},
         "cifar": {"percentile": 90},
     }
 
     def __init__(
-        self, percentile: float = 90, mean_feature: Any = None, score_fn: str = "energy"
+        self, *, percentile: float = 90, mean_feature: Any = None, score_fn: ScoreName = "energy"
     ) -> None:
         self.percentile = percentile
         self.mean_feature = mean_feature
         self.score_fn = score_fn
-
-    def _validate_params(self) -> None:
-        check_percentile(self.percentile)
-        check_score_fn(self.score_fn)
 
     def _fit(
         self, head: LinearHead, features: torch.Tensor | None, labels: torch.Tensor | None

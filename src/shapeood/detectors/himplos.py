@@ -12,16 +12,16 @@ CIFAR DenseNet-100 uses 60 / 1.6 (``preset="cifar"``). Prototypes come from
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from shapeood import scores, shaping
-from shapeood._validation import as_tensor, check_percentile
+from shapeood import shaping
+from shapeood._types import FitSplit
+from shapeood._validation import as_tensor
 from shapeood.detectors.base import Detector
-from shapeood.detectors.logit_scores import check_temperature
+from shapeood.detectors.constraints import TEMPERATURE, ArrayLike, Constraint, Percentile, Real
 from shapeood.detectors.registry import register_detector
 from shapeood.head import LinearHead
 
@@ -53,6 +53,14 @@ class HIMPLoS(Detector):
     requires_fit = True
     requires_labels = True
     changes_logits = True
+    fit_split: ClassVar[FitSplit] = "train"
+    fit_skipped_by: ClassVar[tuple[str, ...]] = ("prototypes",)
+    param_constraints: ClassVar[dict[str, Constraint]] = {
+        "percentile": Percentile(upper_inclusive=True),
+        "threshold": Real(allow_inf=True),
+        "prototypes": ArrayLike(),
+        "temperature": TEMPERATURE,
+    }
     default_sweep: ClassVar[dict[str, list]] = {
         "percentile": [30, 60],
         "threshold": [0.8, 1.0, 1.6],
@@ -64,6 +72,7 @@ class HIMPLoS(Detector):
 
     def __init__(
         self,
+        *,
         percentile: float = 30,
         threshold: float = 0.8,
         prototypes: Any = None,
@@ -73,12 +82,6 @@ class HIMPLoS(Detector):
         self.threshold = threshold
         self.prototypes = prototypes
         self.temperature = temperature
-
-    def _validate_params(self) -> None:
-        check_percentile(self.percentile, upper_inclusive=True)
-        check_temperature(self.temperature)
-        if not isinstance(self.threshold, (int, float)) or math.isnan(self.threshold):
-            raise ValueError(f"threshold must be a number, got {self.threshold!r}")
 
     def _fit(
         self, head: LinearHead, features: torch.Tensor | None, labels: torch.Tensor | None
@@ -128,6 +131,3 @@ class HIMPLoS(Detector):
     def _shaped_logits_given(self, h: torch.Tensor, plain: torch.Tensor | None) -> torch.Tensor:
         _, masked, cosine = self._parts(h, plain)
         return self.head_(masked) * cosine[:, None]
-
-    def _score_from_logits(self, logits: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        return scores.energy(logits, temperature=float(self.temperature))

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
+from typing import ClassVar
 
-import torch
-
-from shapeood import scores
+from shapeood._types import ScoreName
 from shapeood.detectors.base import Detector
+from shapeood.detectors.constraints import TEMPERATURE, Constraint
 from shapeood.detectors.registry import register_detector
 
 
@@ -17,12 +16,10 @@ class MSP(Detector):
 
     name = "msp"
     description = "maximum softmax probability of the plain logits (Hendrycks & Gimpel)"
+    logit_score: ClassVar[ScoreName] = "msp"
 
     def __init__(self) -> None:
         pass
-
-    def _score_from_logits(self, logits: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        return scores.msp(logits)
 
 
 @register_detector
@@ -31,12 +28,10 @@ class MaxLogit(Detector):
 
     name = "max_logit"
     description = "largest plain logit (OpenOOD MLS)"
+    logit_score: ClassVar[ScoreName] = "max_logit"
 
     def __init__(self) -> None:
         pass
-
-    def _score_from_logits(self, logits: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        return scores.max_logit(logits)
 
 
 @register_detector
@@ -46,21 +41,12 @@ class Energy(Detector):
     name = "energy"
     description = "negative free energy T*logsumexp(z/T) of the plain logits (OpenOOD EBO)"
 
-    def __init__(self, temperature: float = 1.0) -> None:
+    param_constraints: ClassVar[dict[str, Constraint]] = {"temperature": TEMPERATURE}
+
+    def __init__(self, *, temperature: float = 1.0) -> None:
         self.temperature = temperature
-
-    def _validate_params(self) -> None:
-        check_temperature(self.temperature)
-
-    def _score_from_logits(self, logits: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        return scores.energy(logits, temperature=float(self.temperature))
 
 
 def check_temperature(temperature: float) -> None:
-    """A temperature must be a finite number > 0."""
-    try:
-        value = float(temperature)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"temperature must be a number > 0, got {temperature!r}") from err
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    """A temperature must be a finite number > 0 (the declared ``TEMPERATURE`` constraint)."""
+    TEMPERATURE(temperature, "temperature")

@@ -157,6 +157,7 @@ class ODIN(Detector):
 
     def __init__(
         self,
+        *,
         temperature: float = 1000,
         noise: float = 0.0014,
         variant: str = "openood",

@@ -8,15 +8,15 @@
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import torch
 
 from shapeood import shaping
-from shapeood._validation import check_percentile
+from shapeood._types import FitSplit, ScoreName
 from shapeood.detectors._fitting import activation_percentile
-from shapeood.detectors.base import Detector, check_score_fn
+from shapeood.detectors.base import Detector
+from shapeood.detectors.constraints import SCORE_FN, Constraint, Percentile, Real
 from shapeood.detectors.registry import register_detector
 from shapeood.head import LinearHead
 
@@ -29,21 +29,26 @@ class ReAct(Detector):
     description = "ReAct: clip activations at the p-th percentile of ID activations; energy"
     requires_fit = True
     changes_logits = True
+    fit_split: ClassVar[FitSplit] = "val"
+    fit_skipped_by: ClassVar[tuple[str, ...]] = ("threshold",)
+    alternatives: ClassVar[tuple[tuple[str, ...], ...]] = (("percentile",), ("threshold",))
     default_sweep: ClassVar[dict[str, list]] = {"percentile": [85, 90, 95, 99]}
+    param_constraints: ClassVar[dict[str, Constraint]] = {
+        "percentile": Percentile(upper_inclusive=True),
+        "threshold": Real(allow_inf=True, optional=True),
+        "score_fn": SCORE_FN,
+    }
 
     def __init__(
-        self, percentile: float = 90, threshold: float | None = None, score_fn: str = "energy"
+        self,
+        *,
+        percentile: float = 90,
+        threshold: float | None = None,
+        score_fn: ScoreName = "energy",
     ) -> None:
         self.percentile = percentile
         self.threshold = threshold
         self.score_fn = score_fn
-
-    def _validate_params(self) -> None:
-        check_score_fn(self.score_fn)
-        if self.threshold is None:
-            check_percentile(self.percentile, upper_inclusive=True)
-        elif not isinstance(self.threshold, (int, float)) or math.isnan(self.threshold):
-            raise ValueError(f"threshold must be a number or None, got {self.threshold!r}")
 
     def _fit(
         self, head: LinearHead, features: torch.Tensor | None, labels: torch.Tensor | None

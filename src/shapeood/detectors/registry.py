@@ -34,6 +34,7 @@ class DetectorInfo:
     requires_model: bool
     changes_logits: bool
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fit_split: str | None = None
 
 
 def register_detector(cls: type[Detector] | None = None, *, overwrite: bool = False) -> Any:
@@ -113,6 +114,7 @@ def list_detectors() -> dict[str, DetectorInfo]:
             requires_model=cls.requires_model,
             changes_logits=cls.changes_logits,
             presets={k: dict(v) for k, v in cls.presets.items()},
+            fit_split=cls.fit_split,
         )
         for name, cls in sorted(_REGISTRY.items(), key=_listing_key)
     }

@@ -15,8 +15,9 @@ from typing import ClassVar
 import torch
 
 from shapeood import shaping
-from shapeood._validation import check_percentile
-from shapeood.detectors.base import Detector, check_score_fn
+from shapeood._types import ScoreName
+from shapeood.detectors.base import Detector
+from shapeood.detectors.constraints import PERCENTILE, SCORE_FN, Constraint
 from shapeood.detectors.registry import register_detector
 
 
@@ -28,14 +29,14 @@ class SCALE(Detector):
     description = "SCALE: multiply h by exp(S1/S2) from its top (100-p)% activations; energy"
     changes_logits = True
     default_sweep: ClassVar[dict[str, list]] = {"percentile": [65, 70, 75, 80, 85, 90, 95]}
+    param_constraints: ClassVar[dict[str, Constraint]] = {
+        "percentile": PERCENTILE,
+        "score_fn": SCORE_FN,
+    }
 
-    def __init__(self, percentile: float = 85, score_fn: str = "energy") -> None:
+    def __init__(self, *, percentile: float = 85, score_fn: ScoreName = "energy") -> None:
         self.percentile = percentile
         self.score_fn = score_fn
-
-    def _validate_params(self) -> None:
-        check_percentile(self.percentile)
-        check_score_fn(self.score_fn)
 
     def _shaped_logits(self, h: torch.Tensor) -> torch.Tensor:
         return self.head_(shaping.scale(h, float(self.percentile)))
