@@ -43,8 +43,9 @@ def data(kit: Path):
     return {"net": net, "fs": fs, "images": [*images[test[::450]], *mnist]}
 
 
-def _compare(clf: OODClassifier, x: torch.Tensor, score: np.ndarray, is_ood: np.ndarray,
-             logits: np.ndarray) -> None:
+def _compare(
+    clf: OODClassifier, x: torch.Tensor, score: np.ndarray, is_ood: np.ndarray, logits: np.ndarray
+) -> None:
     ref = clf.predict(x)
     np.testing.assert_allclose(score, ref.scores.numpy(), rtol=1e-4, atol=1e-6)
     probabilities = torch.softmax(torch.from_numpy(logits), dim=1)
@@ -90,8 +91,9 @@ def test_hook_adapted_torchvision_model_exports(data, tmp_path):
     clf.fit(data["images"], target_tpr=0.9)
     assert not clf.feature_model.use_contract
     x = torch.stack([clf.transform(torch.from_numpy(i).permute(2, 0, 1)) for i in data["images"]])
-    session = ort.InferenceSession(str(clf.export_onnx(tmp_path / "tv.onnx")),
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(clf.export_onnx(tmp_path / "tv.onnx")), providers=["CPUExecutionProvider"]
+    )
     logits, score, is_ood = session.run(None, {"image": x.numpy()})
     _compare(clf, x, score, is_ood, logits)
     assert isinstance(clf.model.fc, torch.nn.Linear)  # the export did not touch the model

@@ -31,10 +31,6 @@ from shapeood.deploy.graph import DeployGraph, feature_network, score_module
 from shapeood.deploy.threshold import accepted_rate, check_target_tpr, fit_threshold
 from shapeood.head import LinearHead
 
-# Methods whose fitting statistics come from ID *training* features (class prototypes, the mean
-# feature); the others that fit (ReAct, LHAct percentiles) use ID validation data.
-_TRAIN_SPLIT_METHODS = ("dice", "himplos")
-
 
 def fit_split(detector: Any) -> str | None:
     """What ``detector.fit`` needs: ``"train"`` (ID training features), ``"val"`` or ``None``.
@@ -42,16 +38,9 @@ def fit_split(detector: Any) -> str | None:
     Read from the detector class's declared ``fit_split`` trait where it has one.
     """
     cls = type(detector)
-    declared = getattr(cls, "fit_split", None)
-    params = detector.get_params()
-    fitted_percentiles = any(
-        k.endswith("_percentile") and v is not None for k, v in params.items()
-    )
-    if not (cls.requires_fit or fitted_percentiles):
+    if not cls.needs_fit(detector.get_params()):
         return None
-    if isinstance(declared, str):
-        return declared
-    return "train" if cls.name in _TRAIN_SPLIT_METHODS else "val"
+    return cls.fit_split or "val"
 
 
 @dataclass
@@ -84,8 +73,11 @@ class OODPrediction:
         return [
             {"label": int(label), "class_name": name, "score": float(score), "is_ood": bool(ood)}
             for label, name, score, ood in zip(
-                self.labels.tolist(), self.label_names, self.scores.tolist(),
-                self.is_ood.tolist(), strict=True,
+                self.labels.tolist(),
+                self.label_names,
+                self.scores.tolist(),
+                self.is_ood.tolist(),
+                strict=True,
             )
         ]
 
@@ -320,8 +312,11 @@ class OODClassifier:
         return h, z
 
     def _dataset(self, data: Any) -> Any:
-        if isinstance(data, Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "labels")
-                                         and not isinstance(data, (torch.Tensor, np.ndarray))):
+        if isinstance(data, Dataset) or (
+            hasattr(data, "__getitem__")
+            and hasattr(data, "labels")
+            and not isinstance(data, (torch.Tensor, np.ndarray))
+        ):
             return data
         if isinstance(data, torch.Tensor) and data.is_floating_point():
             batch = data.unsqueeze(0) if data.ndim == 3 else data
@@ -407,8 +402,8 @@ class OODClassifier:
             source = None
             used = None
             if split == "train":
-                source = id_fs if fit_data is None else self._features(
-                    fit_data, batch_size, progress
+                source = (
+                    id_fs if fit_data is None else self._features(fit_data, batch_size, progress)
                 )
                 used = "id_data" if fit_data is None else "fit_data"
             elif split == "val":
@@ -462,8 +457,10 @@ class OODClassifier:
                             else features).to(self.device, torch.float32)  # fmt: skip
         with torch.inference_mode():
             h = h.flatten(1) if h.ndim == 4 else h
-            z = self.head(h) if logits is None else torch.as_tensor(logits).to(
-                self.device, torch.float32
+            z = (
+                self.head(h)
+                if logits is None
+                else torch.as_tensor(logits).to(self.device, torch.float32)
             )
         return self._from_features(h, z, threshold)
 
@@ -615,7 +612,7 @@ class OODClassifier:
         header, arrays = artifact.read(path)
         info = header.get("model") or {}
         digest = info.get("weights_digest")
-        weights = {k[len("weights/"):]: v for k, v in arrays.items() if k.startswith("weights/")}
+        weights = {k[len("weights/") :]: v for k, v in arrays.items() if k.startswith("weights/")}
         if model is None:
             model = _rebuild_model(path, header, weights)
         elif load_weights:
@@ -640,7 +637,8 @@ class OODClassifier:
         if digest and found != digest:
             hint = (
                 " Pass load_weights=True to use the weights stored in the file."
-                if weights else " Pass the model the detector was fitted with."
+                if weights
+                else " Pass the model the detector was fitted with."
             )
             raise ValueError(
                 f"{path}: the model's weights (digest {found}) differ from those the detector was "

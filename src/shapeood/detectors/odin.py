@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from shapeood.detectors.base import Detector
-from shapeood.detectors.logit_scores import check_temperature
+from shapeood.detectors.constraints import TEMPERATURE, Constraint, OneOf, Real
 from shapeood.detectors.registry import register_detector
 
 VARIANTS = ("openood", "react")
@@ -150,6 +150,11 @@ class ODIN(Detector):
         "temperature": [1, 10, 100, 1000],
         "noise": [0.0014, 0.0028],
     }
+    param_constraints: ClassVar[dict[str, Constraint]] = {
+        "temperature": TEMPERATURE,
+        "noise": Real(ge=0),
+        "variant": OneOf(VARIANTS),
+    }
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "openood": {"temperature": 1000, "noise": 0.0014, "variant": "openood"},
         "himplos": {"temperature": 1000, "noise": 0.004, "variant": "react"},
@@ -168,14 +173,7 @@ class ODIN(Detector):
         self.variant = variant
         self.std = std
 
-    def _validate_params(self) -> None:
-        check_temperature(self.temperature)
-        if not isinstance(self.noise, (int, float)) or not math.isfinite(self.noise):
-            raise ValueError(f"noise must be a finite number >= 0, got {self.noise!r}")
-        if self.noise < 0:
-            raise ValueError(f"noise must be >= 0, got {self.noise!r}")
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+    def _check_params(self) -> None:
         if isinstance(self.std, str) and self.std != "benchmark":
             raise ValueError(f"ODIN std must be numbers or 'benchmark', got {self.std!r}")
 
