@@ -4,6 +4,7 @@ Also runnable as a script (used by the SIGKILL test and the torchrun test):
 
     python tests/features_helpers.py slow CACHE_DIR            # slow extraction, to be killed
     python -m torch.distributed.run ... tests/features_helpers.py dist CACHE_DIR OUT_DIR
+    python -m torch.distributed.run ... tests/features_helpers.py distslow CACHE_DIR  # to kill
 """
 
 from __future__ import annotations
@@ -97,6 +98,24 @@ def _slow(cache_dir: str) -> None:
     )
 
 
+def _dist_slow(cache_dir: str) -> None:
+    """Extract 60 rows in chunks of 4 on 2 ranks with a slow model: meant to be killed."""
+    import torch.distributed as dist
+
+    from shapeood.features import extract
+
+    dist.init_process_group("gloo")
+    extract(
+        TinyFeatureModel(delay=0.25),
+        TinyImages(60),
+        batch_size=2,
+        chunk_size=4,
+        cache=cache_dir,
+        progress=False,
+    )
+    dist.destroy_process_group()
+
+
 def _dist(cache_dir: str, out_dir: str) -> None:
     """Extract under torch.distributed (gloo): a cold run, then a warm one; save both."""
     import torch.distributed as dist
@@ -132,6 +151,8 @@ def _dist(cache_dir: str, out_dir: str) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "slow":
         _slow(sys.argv[2])
+    elif sys.argv[1] == "distslow":
+        _dist_slow(sys.argv[2])
     elif sys.argv[1] == "dist":
         _dist(sys.argv[2], sys.argv[3])
     else:

@@ -31,7 +31,7 @@ def test_extract_returns_features_logits_labels(tmp_path):
     torch.testing.assert_close(fs.logits, logits, rtol=1e-5, atol=1e-6)
     # one forward per batch: ceil(23 / 5) = 5, covering each row exactly once
     assert model.calls == 5 and model.rows == 23
-    assert fs.meta["key"].startswith("tiny__tiny23__")
+    assert fs.meta["key"].startswith("tiny__") and fs.meta["names"] == ["tiny23"]
     assert fs.meta["num_samples"] == 23 and fs.meta["dim"] == DIM
 
 

@@ -40,7 +40,7 @@ def backward_of(layer: nn.Module, x: torch.Tensor, grad_out_seed: int = 0):
 def test_linear_weight_gradient_is_shaped_rows_for_3d_input() -> None:
     torch.manual_seed(0)
     plain = nn.Linear(40, 6).double()
-    ish = ISHLinear.from_linear(nn.Linear(40, 6).double(), percentile=0.7)
+    ish = ISHLinear.from_linear(nn.Linear(40, 6).double(), percentile=70)
     ish.load_state_dict(plain.state_dict())
     x = torch.randn(3, 4, 40, dtype=torch.float64)  # signed values, extra token dim
     out_p, gx_p, _, gb_p, g = backward_of(plain, x)
@@ -48,7 +48,7 @@ def test_linear_weight_gradient_is_shaped_rows_for_3d_input() -> None:
     assert torch.equal(out_p, out_i)
     torch.testing.assert_close(gx_i, gx_p)
     torch.testing.assert_close(gb_i, gb_p)
-    shaped = shaping.ish_shape(x.reshape(-1, 40), percentile=0.7)
+    shaped = shaping.ish_shape(x.reshape(-1, 40), percentile=70)
     torch.testing.assert_close(gw_i, g.reshape(-1, 6).T @ shaped)
     assert int((shaped != 0).sum(1).max()) == int(40 * 0.3)
 
@@ -65,7 +65,7 @@ def test_linear_weight_gradient_is_shaped_rows_for_3d_input() -> None:
 def test_conv_gradients(kwargs: dict, size: int) -> None:
     torch.manual_seed(1)
     plain = nn.Conv2d(4, 6, **kwargs).double()
-    ish = ISHConv2d.from_conv(plain, percentile=0.8)
+    ish = ISHConv2d.from_conv(plain, percentile=80)
     assert ish.weight is plain.weight
     x = torch.relu(torch.randn(3, 4, size, size, dtype=torch.float64))
     out_p, gx_p, _, gb_p, g = backward_of(plain, x)
@@ -75,7 +75,7 @@ def test_conv_gradients(kwargs: dict, size: int) -> None:
     torch.testing.assert_close(gx_i, gx_p)
     if gb_p is not None:
         torch.testing.assert_close(gb_i, gb_p)
-    shaped = shaping.ish_shape(x.flatten(1), percentile=0.8).view_as(x)  # per sample over C*H*W
+    shaped = shaping.ish_shape(x.flatten(1), percentile=80).view_as(x)  # per sample over C*H*W
     w = plain.weight.detach().clone().requires_grad_(True)
     reference = F.conv2d(shaped, w, None, plain.stride, plain.padding, plain.dilation, plain.groups)
     (expected,) = torch.autograd.grad(reference, w, g)
@@ -97,7 +97,7 @@ def test_apply_all_keeps_parameters_state_dict_and_outputs() -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     x = torch.randn(6, 3, 8, 8)
     before = model(x).detach()
-    assert apply_ish(model, percentile=0.5, layers="all") is model
+    assert apply_ish(model, percentile=50, layers="all") is model
     assert sorted(ish_layers(model)) == ["conv", "fc", "proj"]
     assert isinstance(model.bn, nn.BatchNorm2d)
     assert list(model.state_dict()) == keys
@@ -107,7 +107,7 @@ def test_apply_all_keeps_parameters_state_dict_and_outputs() -> None:
     model(x).sum().backward()
     optimizer.step()  # the optimiser built before the conversion sees the gradients
     assert not torch.equal(model.fc.weight.detach(), fc_before)
-    assert model.fc.percentile == 0.5 and model.conv.percentile == 0.5
+    assert model.fc.percentile == 50 and model.conv.percentile == 50
 
     remove_ish(model)
     assert ish_layers(model) == []
@@ -123,10 +123,12 @@ def test_apply_by_name_and_errors() -> None:
         apply_ish(model, layers="nope")
     with pytest.raises(ValueError, match="BatchNorm2d"):
         apply_ish(model, layers="bn")
-    with pytest.raises(ValueError, match=r"\[0, 1\)"):
-        apply_ish(model, percentile=85)
+    with pytest.raises(ValueError, match=r"\[0, 100\)"):
+        apply_ish(model, percentile=100)
+    with pytest.raises(ValueError, match=r"pass ISH percentile=85 for 85 %"):
+        apply_ish(model, percentile=0.85)
     with pytest.raises(ValueError, match="keeps"):
-        ISHLinear(4, 2, percentile=0.9)
+        ISHLinear(4, 2, percentile=90)
     with pytest.raises(ValueError, match="wrap"):
         apply_ish(nn.Linear(4, 2))
 
@@ -176,8 +178,8 @@ def test_apply_head_finds_final_linear_through_adapter() -> None:
     mobile = mobilenet_v2(num_classes=3, width_mult=0.25)  # classifier = Dropout, Linear
     apply_ish(mobile)
     assert ish_layers(mobile) == ["classifier.1"] == [adapt(mobile).layer_name]
-    apply_ish(mobile, percentile=0.5)  # converting twice only updates the percentile
-    assert mobile.classifier[1].percentile == 0.5
+    apply_ish(mobile, percentile=50)  # converting twice only updates the percentile
+    assert mobile.classifier[1].percentile == 50
 
     densenet = create("densenet100_cifar")
     fm = adapt(densenet)

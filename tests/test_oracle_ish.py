@@ -35,7 +35,7 @@ def arrays(setup: str) -> dict[str, torch.Tensor]:
 def make_layer(setup: str, ish: bool) -> nn.Linear:
     a = arrays(setup)
     c, d = a["fc_weight"].shape
-    layer = ISHLinear(d, c, percentile=float(oracle()["param"])) if ish else nn.Linear(d, c)
+    layer = ISHLinear(d, c, percentile=100 * float(oracle()["param"])) if ish else nn.Linear(d, c)
     with torch.no_grad():
         layer.weight.copy_(a["fc_weight"])
         layer.bias.copy_(a["fc_bias"])
@@ -56,8 +56,9 @@ def run(setup: str, mode: str) -> dict[str, np.ndarray]:
 
 
 def check_param(key: str, value: np.ndarray) -> None:
-    assert float(value) == pytest.approx(DEFAULT_PERCENTILE)
-    assert ISHLinear(64, 10).percentile == pytest.approx(float(value))
+    # the oracle stores ISH's fraction; shapeood takes percent like every percentile
+    assert 100 * float(value) == pytest.approx(DEFAULT_PERCENTILE)
+    assert ISHLinear(64, 10).percentile == pytest.approx(100 * float(value))
 
 
 def check_input(setup: str, name: str, value: np.ndarray) -> None:
@@ -74,14 +75,14 @@ def check_input(setup: str, name: str, value: np.ndarray) -> None:
 
 def check_k(setup: str, value: np.ndarray) -> None:
     d = arrays(setup)["x"].shape[1]
-    assert ish_kept(d, float(oracle()["param"])) == int(value)
+    assert ish_kept(d, 100 * float(oracle()["param"])) == int(value)
     shaped = oracle()[f"{setup}_shaped_input"]
     assert ((shaped != 0).sum(axis=1) == int(value)).all()
 
 
 def check_shaped_input(setup: str, value: np.ndarray) -> None:
     x = arrays(setup)["x"]
-    got = shaping.ish_shape(x, percentile=float(oracle()["param"]))
+    got = shaping.ish_shape(x, percentile=100 * float(oracle()["param"]))
     np.testing.assert_allclose(got.numpy(), value, rtol=RTOL, atol=ATOL)
     assert not torch.equal(got, x), "ish_shape must not return its input"
 

@@ -325,27 +325,37 @@ def test_class_row_mask_per_row_percentile() -> None:
 def test_ish_shape_matches_oracle() -> None:
     z = load_oracle("ish")
     for setup in ("small", "r50"):
-        out = shaping.ish_shape(z[f"{setup}_x"], float(z["param"]))
+        out = shaping.ish_shape(z[f"{setup}_x"], 100 * float(z["param"]))  # oracle: fraction
         np.testing.assert_allclose(out.numpy(), z[f"{setup}_shaped_input"], rtol=1e-5, atol=1e-6)
         assert (np.count_nonzero(out.numpy(), axis=1) <= int(z[f"{setup}_k"])).all()
 
 
 def test_ish_shape_uses_absolute_values_and_signed_sum() -> None:
     h = torch.tensor([[-3.0, 2.0, 1.0, 0.5, 0.0]])
-    out = shaping.ish_shape(h, 0.6)  # k = floor(5 * 0.4) = 2: |-3| and 2
+    out = shaping.ish_shape(h, 60)  # k = floor(5 * 0.4) = 2: |-3| and 2
     factor = np.exp(0.5 / 5.0)
     torch.testing.assert_close(out, torch.tensor([[3 * factor, 2 * factor, 0, 0, 0]]).float())
-    assert torch.equal(shaping.ish_shape(torch.zeros(2, 8), 0.5), torch.zeros(2, 8))
+    assert torch.equal(shaping.ish_shape(torch.zeros(2, 8), 50), torch.zeros(2, 8))
 
 
-@pytest.mark.parametrize("p", [1.0, 85, -0.1, "a"])
-def test_ish_shape_rejects_percentages(p: object) -> None:
-    with pytest.raises(ValueError, match="fraction"):
+@pytest.mark.parametrize(
+    ("p", "message"),
+    [(0.85, "pass ISH percentile=85 for 85 %"), (100, r"\[0, 100\)"), (-0.1, r"\[0, 100\)"),
+     ("a", "number")],
+)  # fmt: skip
+def test_ish_shape_takes_percent_and_refuses_fractions(p: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         shaping.ish_shape(torch.ones(2, 10), p)
+
+
+def test_ish_percent_rule_matches_the_fraction_rule_exactly() -> None:
+    for d in (10, 64, 512, 2048):
+        for p in (50, 60, 65, 70, 80, 85, 90, 95, 99):
+            assert shaping.ish_kept(d, p) == int(d * (1 - float(f"0.{p:02d}")))
 
 
 def test_ish_shape_requires_2d() -> None:
     with pytest.raises(ValueError, match="must have shape"):
-        shaping.ish_shape(torch.ones(2, 3, 4, 4), 0.85)
+        shaping.ish_shape(torch.ones(2, 3, 4, 4), 85)
     with pytest.raises(ValueError, match="keeps no value"):
-        shaping.ish_shape(torch.ones(2, 4), 0.9)
+        shaping.ish_shape(torch.ones(2, 4), 90)

@@ -76,7 +76,7 @@ def test_paper_recipe_settings() -> None:
     cfg = recipe.config
     assert (cfg.lr, cfg.epochs, cfg.batch_size, recipe.processes) == (0.003, 10, 128, 4)
     assert (cfg.weight_decay, cfg.head_weight_decay, cfg.momentum) == (5e-4, 5e-5, 0.9)
-    assert cfg.nesterov and cfg.ish and cfg.ish_percentile == 0.85 and cfg.ish_layers == "head"
+    assert cfg.nesterov and cfg.ish and cfg.ish_percentile == 85 and cfg.ish_layers == "head"
     assert recipe.model == "torchvision:resnet50" and recipe.weights == "IMAGENET1K_V1"
     plain = get_recipe("imagenet_resnet50_plain").config
     assert plain == cfg.replace(ish=False)

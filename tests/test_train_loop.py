@@ -190,7 +190,9 @@ def test_config_rejects_nonsense() -> None:
         TrainConfig(epochs=0)
     with pytest.raises(ValueError, match="lr"):
         TrainConfig(lr=0)
-    with pytest.raises(ValueError, match=r"\[0, 1\)"):
-        TrainConfig(ish_percentile=85)
+    with pytest.raises(ValueError, match=r"\[0, 100\)"):
+        TrainConfig(ish_percentile=100)
+    with pytest.raises(ValueError, match=r"ish_percentile=85|ISH percentile=85"):
+        TrainConfig(ish_percentile=0.85)
     with pytest.raises(ValueError, match="unknown"):
         TrainConfig().replace(learning_rate=0.1)

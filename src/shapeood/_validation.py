@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from shapeood.errors import ShapeoodError
+
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -58,14 +60,52 @@ def check_features(
     return t
 
 
-def check_percentile(p: float, name: str = "percentile", upper_inclusive: bool = False) -> float:
-    """Check a percentile in [0, 100) (or [0, 100] when ``upper_inclusive``)."""
+class Percent(float):
+    """A percentile stated explicitly in percent, even when below 1: ``percent(0.85)`` = 0.85 %.
+
+    Every percentile in shapeood is in percent, so a plain value in (0, 1) such as ``0.85`` is
+    refused as a probable fraction (85 % was meant); wrapping it says it is not one.
+    """
+
+    def __repr__(self) -> str:
+        return f"percent({float(self)!r})"
+
+
+def percent(value: float) -> Percent:
+    """Mark ``value`` as a percentage on purpose (``percent(0.85)`` keeps 0.85 %, not 85 %).
+
+    Accepted wherever a percentile is; on the command line write ``0.85%``.
+    """
+    return Percent(float(value))
+
+
+def check_percentile(
+    p: float,
+    name: str = "percentile",
+    upper_inclusive: bool = False,
+    allow_fraction: bool = False,
+) -> float:
+    """Check a percentile in [0, 100) (or [0, 100] when ``upper_inclusive``); return a float.
+
+    The one percentile check of the project (shaping functions, detectors, ISH, CLI). A value
+    strictly between 0 and 1 is refused as a probable fraction, with the percent value to use,
+    unless it is wrapped by :func:`percent` (or ``allow_fraction`` is True).
+    """
+    bound = "[0, 100]" if upper_inclusive else "[0, 100)"
+    if isinstance(p, bool):
+        raise ShapeoodError(f"{name} must be a number in {bound} (percent), got {p!r}")
     try:
         value = float(p)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a number in [0, 100), got {p!r}") from err
+        raise ShapeoodError(f"{name} must be a number in {bound} (percent), got {p!r}") from err
     ok = 0.0 <= value <= 100.0 if upper_inclusive else 0.0 <= value < 100.0
     if not ok or np.isnan(value):
-        bound = "[0, 100]" if upper_inclusive else "[0, 100)"
-        raise ValueError(f"{name} must be in {bound} (a percentage, e.g. 90), got {p!r}")
+        raise ShapeoodError(f"{name} must be in {bound} (a percentage, e.g. 90), got {p!r}")
+    if 0.0 < value < 1.0 and not allow_fraction and not isinstance(p, Percent):
+        suggested = f"{value * 100:.6g}"
+        raise ShapeoodError(
+            f"{name}={value!r} looks like a fraction, but percentiles are in percent: pass "
+            f"{name}={suggested} for {suggested} %; if you really mean {value!r} %, pass "
+            f"shapeood.percent({value!r}) (on the command line: {value!r}%)"
+        )
     return value

@@ -326,32 +326,30 @@ def class_row_mask(weight: Any, percentile: float) -> torch.Tensor:
 
 
 def check_ish_percentile(percentile: float) -> float:
-    """ISH keeps the top ``1 - percentile`` fraction, so ``percentile`` must be in [0, 1)."""
-    try:
-        value = float(percentile)
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"ISH percentile must be a fraction in [0, 1), got {percentile!r}"
-        ) from err
-    if not 0.0 <= value < 1.0:
-        raise ValueError(
-            "ISH percentile must be a fraction in [0, 1) (e.g. 0.85 keeps the top 15%), "
-            f"got {percentile!r}"
-        )
-    return value
+    """ISH's percentile, in percent in [0, 100) like every percentile (the shared check)."""
+    return check_percentile(percentile, "ISH percentile")
 
 
-def ish_shape(h: Any, percentile: float = 0.85) -> torch.Tensor:
+def ish_kept(width: int, percentile: float) -> int:
+    """Entries ISH keeps per sample: ``k = floor(width * (1 - percentile / 100))``.
+
+    ISH's own rule (not :func:`percentile_to_k`); ``percentile / 100`` is the same double as
+    the fraction the original code takes (``85 / 100 == 0.85``), so ``k`` matches it exactly.
+    """
+    return int(width * (1.0 - float(percentile) / 100.0))
+
+
+def ish_shape(h: Any, percentile: float = 85) -> torch.Tensor:
     """ISH reshaped activation used for the weight gradient (``minksample_expscale``).
 
-    ``p`` is a fraction in [0, 1). Per sample: ``k = floor(D * (1 - p))``, ``K`` the indices of
+    ``p`` in percent, [0, 100). Per sample: ``k = floor(D * (1 - p/100))``, ``K`` the indices of
     the ``k`` largest ``|h_i|``, ``S1 = sum(h)`` (signed), ``S2 = sum(|h[K]|)``;
     ``y_i = |h_i| * exp(S1 / S2)`` for ``i`` in ``K``, else 0 (factor 1 where ``S2 == 0``).
     """
     t = _checked(h, "h", ndims=(2,))
     p = check_ish_percentile(percentile)
     d = t.shape[1]
-    k = int(d * (1.0 - p))
+    k = ish_kept(d, p)
     if k == 0:
         raise ValueError(f"percentile={p!r} keeps no value out of {d}; lower it")
 

@@ -75,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--head-weight-decay", type=float)
     p.add_argument("--ish", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--ish-percentile", type=float, help="fraction in [0, 1), e.g. 0.85")
+    p.add_argument("--ish-percentile", type=float, help="percent in [0, 100), e.g. 85")
     p.add_argument("--ish-layers", help="'head', 'all' or comma-separated module names")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)

@@ -7,8 +7,9 @@
 * ``torchvision_dataset`` - CIFAR-10/100, SVHN, MNIST, DTD, Places365, ... through torchvision.
 
 Every source has ``.name``, ``.transform`` (applied to the image when not ``None``), ``.labels``
-(int64 array, no image decoding) and ``.fingerprint()``: a digest of what the source is (file
-bytes or file list with sizes, plus the row subset and label override) used as a cache key.
+(int64 array, no image decoding) and ``.fingerprint()``: a digest of the source's content (the
+bytes of its files, in order, with the labels, the row subset and the label override; never a
+path or a name) used as a cache key (see :mod:`shapeood.data.content` for why it is cheap).
 File images are decoded with Pillow, converted to RGB; truncated files are tolerated; a corrupt
 or missing file raises ``BadImageError`` naming the path (or, with ``skip_bad=True``, is left
 out at construction and counted in ``.skipped``).
@@ -34,13 +35,16 @@ import torch
 from PIL import Image, ImageFile
 from torch.utils.data import Dataset
 
+from shapeood.data.content import file_digest, file_digests
+from shapeood.errors import BadFileError
+
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 Transform = Callable[[Any], Any]
 
 
-class BadImageError(OSError):
-    """An image file that cannot be read (missing, corrupt or not an image)."""
+class BadImageError(BadFileError):
+    """An image file that cannot be read (missing, corrupt or not an image); ``.path`` names it."""
 
 
 # ----------------------------------------------------------------------------- image loading
@@ -81,7 +85,8 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise BadImageError(
             f"cannot read image {os.fspath(path)}: {err}. Replace the file, or pass "
-            "skip_bad=True to leave unreadable images out (they are counted in .skipped)"
+            "skip_bad=True (--skip-bad) to leave unreadable images out (counted in .skipped)",
+            path,
         ) from err
 
 
@@ -101,22 +106,6 @@ def _stat_key(path: str) -> tuple[str, int, int, int, int]:
     """Path, size, inode and modification/change times: a memo key, never an identity."""
     stat = os.stat(path)
     return (path, stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns)
-
-
-_file_digests: dict[tuple[str, int, int, int, int], str] = {}
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes (memoised while the file's stat key is unchanged)."""
-    resolved = os.path.realpath(path)
-    key = _stat_key(resolved)
-    if key not in _file_digests:
-        h = hashlib.sha256()
-        with open(resolved, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                h.update(block)
-        _file_digests[key] = h.hexdigest()
-    return _file_digests[key]
 
 
 def _check_override(label_override: int | None) -> int | None:
@@ -297,7 +286,6 @@ class _FileDataset(_Source):
         self.skipped = []
         if self.skip_bad:
             self._drop_unreadable()
-        self._fingerprint: str | None = None
 
     def _drop_unreadable(self) -> None:
         """Decode every file once (threads) and keep the readable ones; warn with the count."""
@@ -341,18 +329,16 @@ class _FileDataset(_Source):
         return self._finish(load_rgb(self.root / relative), label)
 
     def fingerprint(self) -> str:
-        """Digest of the relative paths, labels and file sizes (and the skipped files)."""
-        if self._fingerprint is None:
-            sizes = []
-            for relative, _ in self.samples:
-                try:
-                    sizes.append(os.stat(self.root / relative).st_size)
-                except OSError:
-                    sizes.append(-1)
-            self._fingerprint = _digest(
-                type(self).__name__, self.samples, sizes, sorted(self.skipped)
-            )
-        return self._fingerprint
+        """Digest of the images' content, in order, with their labels.
+
+        Each file counts by the SHA-256 of its bytes (remembered per file by size, mtime,
+        ctime and inode: see :mod:`shapeood.data.content`), never by its path or name, so an
+        image edited in place changes the fingerprint and the same images elsewhere keep it.
+        Recomputed at every call (cheap: one ``stat`` per file once the digests are known).
+        """
+        digests = file_digests([self.root / relative for relative, _ in self.samples])
+        labels = np.array([label for _, label in self.samples], dtype=np.int64)
+        return _digest("image-files", digests, labels)
 
 
 def parse_imglist(path: str | os.PathLike) -> tuple[list[tuple[str, int]], list[dict | None]]:
@@ -528,7 +514,6 @@ class TorchvisionSource(_Source):
         self.split = split
         self.transform = transform
         self.label_override = _check_override(label_override)
-        self._fingerprint: str | None = None
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -559,18 +544,16 @@ class TorchvisionSource(_Source):
         return Path(self.dataset.root) / getattr(self.dataset, "base_folder", "")
 
     def fingerprint(self) -> str:
-        """Digest of the class, split and the dataset folder's file list with sizes."""
-        if self._fingerprint is None:
-            folder = self._folder()
-            files = sorted(
-                (p.relative_to(folder).as_posix(), p.stat().st_size)
-                for p in folder.rglob("*")
-                if p.is_file()
-            )
-            self._fingerprint = _digest(
-                type(self.dataset).__name__, self.split, len(self), files, self.label_override
-            )
-        return self._fingerprint
+        """Digest of the class, split, size, label override and the content of the folder's files.
+
+        File contents count by SHA-256 (remembered per file: :mod:`shapeood.data.content`).
+        """
+        folder = self._folder()
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        digests = file_digests(files)
+        return _digest(
+            type(self.dataset).__name__, self.split, len(self), digests, self.label_override
+        )
 
 
 def torchvision_dataset(

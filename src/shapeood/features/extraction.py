@@ -21,8 +21,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from shapeood.errors import CorruptCacheError
 from shapeood.features import distributed as dist_utils
-from shapeood.features.cache import ChunkPlan, FeatureCache, MemoryChunks
+from shapeood.features.cache import ChunkPlan, FeatureCache, MemoryChunks, report_corrupt
 from shapeood.features.featureset import FeatureSet
 from shapeood.features.keys import (
     cache_key,
@@ -30,6 +31,7 @@ from shapeood.features.keys import (
     dataset_name,
     dataset_transform,
     has_unstable_repr,
+    row_selection,
     transform_repr,
     weights_hash,
 )
@@ -125,6 +127,10 @@ class TransformedDataset(Dataset):
 
     def fingerprint(self) -> str | None:
         return dataset_fingerprint(self.dataset)
+
+    def rewrap(self, dataset: Any) -> TransformedDataset:
+        """The same transform around another dataset (see ``keys.row_selection``)."""
+        return TransformedDataset(dataset, self.transform)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -284,7 +290,7 @@ def describe(
     }
     name, data = _model_name(fm), dataset_name(dataset)
     return {
-        "key": None if identity is None else cache_key(components, name, data),
+        "key": None if identity is None else cache_key(components, name),
         "model": name,
         "dataset": data,
         "fingerprint": fingerprint,
@@ -307,6 +313,7 @@ def extract(
     key: str | None = None,
     chunk_size: int | None = None,
     refresh: bool = False,
+    recompute: bool = True,
 ) -> FeatureSet:
     """Pooled penultimate features and logits of ``model`` on every sample of ``dataset``.
 
@@ -324,6 +331,15 @@ def extract(
         key: names the data when ``dataset`` has no ``fingerprint()`` (else it is not cached).
         chunk_size: rows per cache chunk, the unit of resumption (default 8 batches).
         refresh: recompute even when a complete cached set exists.
+        recompute: what to do with a corrupt cache entry (a file failing its checksum, an
+            unreadable meta, chunk or progress file): True reports it in one line and
+            recomputes it; False raises ``CorruptCacheError`` naming ``shapeood cache clear``.
+
+    The cache is keyed by content (weights digest computed at this call, split layer,
+    transform, the dataset's content fingerprint, precision), never by the dataset's name: the
+    same images under another name reuse the entry (``cache list`` shows every name). Rows of a
+    dataset (``Subset``, e.g. ``--max-samples``) whose full set is cached are sliced from it
+    without running the network.
 
     Returns:
         FeatureSet with ``features`` (N, D) float32, ``logits = features @ W.T + b`` (N, C)
@@ -372,15 +388,16 @@ def extract(
     if store is not None:
         entry_key = identity["key"]
         if group.is_main and refresh:
-            shutil.rmtree(store.path(entry_key), ignore_errors=True)
-        cached = dist_utils.broadcast_object(group, group.is_main and entry_key in store)
-        if cached:
-            fs = store.load(entry_key) if group.is_main else None
-            if group.is_main:
-                shutil.rmtree(store.path(entry_key) / "chunks", ignore_errors=True)
+            store.remove(entry_key)
+        fs = None
+        if group.is_main:
+            fs = _cached(store, entry_key, identity["dataset"], recompute)
+            if fs is None and not refresh:
+                fs = _sliced_from_full(store, fm, dataset, amp, dev, key, meta, recompute)
+        if dist_utils.broadcast_object(group, fs is not None):
             return _share(group, fs)
         if group.is_main:
-            sink = store.open(entry_key, num_samples, chunk_rows, meta)
+            sink = store.open(entry_key, num_samples, chunk_rows, meta, recompute=recompute)
             sink.start()
             plan_info = (sink.chunk_size, sink.missing_chunks())
         else:
@@ -436,6 +453,50 @@ def extract(
             module.training = training
     fs = sink.finish(meta) if group.is_main else None
     return _share(group, fs)
+
+
+def _cached(store: FeatureCache, key: str, name: str, recompute: bool) -> FeatureSet | None:
+    """The complete entry ``key`` (recording ``name``), or None; a corrupt one is reported."""
+    if key not in store:
+        return None
+    try:
+        fs = store.load(key)
+    except CorruptCacheError as err:
+        report_corrupt(err, recompute)
+        store.remove(key)
+        return None
+    shutil.rmtree(store.path(key) / "chunks", ignore_errors=True)
+    store.add_name(key, name)
+    names = list(fs.meta.get("names") or [])
+    if name not in names:
+        fs.meta["names"] = [*names, name]
+    fs.meta["dataset"] = name
+    return fs
+
+
+def _sliced_from_full(
+    store: FeatureCache, fm: Any, dataset: Any, amp: Any, dev: torch.device, key: Any,
+    meta: dict[str, Any], recompute: bool,
+) -> FeatureSet | None:  # fmt: skip
+    """Rows of a cached full set when ``dataset`` is a row selection of one, else None."""
+    selection = row_selection(dataset)
+    if selection is None:
+        return None
+    full, rows = selection
+    try:
+        full_key = describe(fm, full, amp=amp, device=str(dev), key=key)["key"]
+    except (TypeError, ValueError, OSError):
+        return None
+    if full_key is None:
+        return None
+    fs = _cached(store, full_key, dataset_name(full), recompute)
+    if fs is None:
+        return None
+    index = torch.as_tensor(rows, dtype=torch.int64)
+    if len(rows) and (int(index.min()) < 0 or int(index.max()) >= len(fs)):
+        return None
+    info = dict(meta, sliced_from=full_key, path=fs.meta.get("path"))
+    return FeatureSet(fs.features[index], fs.logits[index], fs.labels[index], info)
 
 
 def _gather_round(group, item, width: tuple[int, int], capacity: int):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
 from torch import nn
 from torchvision.transforms import InterpolationMode, v2
 
+from shapeood.data.pixels import ToFloat
 from shapeood.models.config import complete_cfg
 
 
@@ -55,7 +55,7 @@ def transform_for(
             v2.Resize(size, interpolation=interpolation, antialias=True),
             v2.CenterCrop(crop_size),
             v2.ToImage(),
-            v2.ToDtype(torch.float32, scale=True),
+            ToFloat(),  # x / 255 exactly as ToTensor (v2.ToDtype multiplies)
             v2.Normalize(mean=list(cfg["mean"]), std=list(cfg["std"])),
         ]
     )

@@ -1,6 +1,6 @@
 """Training with ISH (and plain cross-entropy): the ISH layers and the training loop.
 
-``apply_ish(model, percentile=0.85, layers="head")`` converts the classifier head (or every
+``apply_ish(model, percentile=85, layers="head")`` converts the classifier head (or every
 Linear/Conv2d with ``layers="all"``) to layers whose weight gradient uses ISH-shaped
 activations; ``remove_ish(model)`` converts back. ``fit_model(model, data, config)`` /
 ``Trainer`` train with cross-entropy, plain or ISH (``TrainConfig(ish=True)``); recipes

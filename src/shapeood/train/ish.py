@@ -3,7 +3,7 @@
 Forward and input gradient are those of the plain layer. Only the weight gradient changes:
 ``dL/dW = (dL/dy)^T h~`` with, per sample (``D`` values of the layer input ``h``),
 
-    k  = floor(D * (1 - percentile))          K = indices of the k largest |h_i|
+    k  = floor(D * (1 - percentile / 100))    K = indices of the k largest |h_i|
     h~ = |h_i| * exp(sum_i h_i / sum_{i in K} |h_i|)   on K, 0 elsewhere
 
 (``shapeood.shaping.ish_shape``). The bias gradient ``sum_batch dL/dy`` is unchanged. In eval
@@ -21,12 +21,9 @@ from torch.nn import functional as F
 
 from shapeood import shaping
 
-DEFAULT_PERCENTILE = 0.85
+DEFAULT_PERCENTILE = 85.0  # percent, like every percentile of the project
 
-
-def ish_kept(width: int, percentile: float) -> int:
-    """Entries ISH keeps per sample: ``k = floor(width * (1 - percentile))``."""
-    return int(width * (1.0 - percentile))
+ish_kept = shaping.ish_kept
 
 
 def _shape_rows(x: torch.Tensor, percentile: float) -> torch.Tensor:
@@ -155,7 +152,7 @@ class ISHLinear(nn.Linear):
         if ish_kept(in_features, self.percentile) < 1:
             raise ValueError(
                 f"ISH with percentile={percentile} keeps floor({in_features} * (1 - "
-                f"{percentile})) = 0 of {in_features} inputs: lower the percentile"
+                f"{percentile}/100)) = 0 of {in_features} inputs: lower the percentile"
             )
 
     @classmethod

@@ -67,7 +67,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     head_weight_decay: float = 5e-5
     ish: bool = False
-    ish_percentile: float = 0.85
+    ish_percentile: float = 85.0
     ish_layers: str | list[str] = "head"
     amp: bool | None = None
     seed: int = 0

@@ -4,7 +4,7 @@
 ``imagenet_train_ish.sh`` overrides): torchvision ResNet-50 (IMAGENET1K_V1) fine-tuned 10 epochs,
 SGD lr 0.003 with Nesterov momentum 0.9, weight decay 5e-4 (5e-5 on ``fc``), cosine per
 iteration, batch 128 per process on 4 processes (``torchrun --nproc_per_node 4``),
-RandomResizedCrop 224 + horizontal flip, ISH on ``fc`` at 0.85. ``*_plain`` recipes are the
+RandomResizedCrop 224 + horizontal flip, ISH on ``fc`` at 85 %. ``*_plain`` recipes are the
 same with plain cross-entropy, the control that isolates ISH.
 
 ``cifar10_densenet_ish`` fine-tunes the offline kit's CIFAR-10 DenseNet-BC-100 on the kit's
@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode, v2
 
 from shapeood import paths
+from shapeood.data.pixels import ToFloat
 from shapeood.train.loop import TrainConfig
 
 KIT_PREFIX = "kit:"
@@ -44,7 +44,7 @@ def _cfg(model_or_cfg: nn.Module | Mapping[str, Any]) -> Mapping[str, Any]:
 def _to_normalised(cfg: Mapping[str, Any]) -> list[Any]:
     return [
         v2.ToImage(),
-        v2.ToDtype(torch.float32, scale=True),
+        ToFloat(),  # x / 255 exactly as ToTensor (v2.ToDtype multiplies)
         v2.Normalize(mean=list(cfg["mean"]), std=list(cfg["std"])),
     ]
 
@@ -162,7 +162,7 @@ _IMAGENET = TrainConfig(
     weight_decay=5e-4,
     head_weight_decay=5e-5,
     ish=True,
-    ish_percentile=0.85,
+    ish_percentile=85,
     ish_layers="head",
     num_workers=8,
 )
