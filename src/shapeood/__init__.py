@@ -36,6 +36,7 @@ _LAZY = {
     "train": ("shapeood.train", None),
     "deploy": ("shapeood.deploy", None),
     "OODClassifier": ("shapeood.deploy", "OODClassifier"),
+    "report": ("shapeood.report", None),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -54,6 +54,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-cache", action="store_true", help="do not read or write the feature cache"
     )
+    parser.add_argument(
+        "--per-set", action="store_true",
+        help="print every (method, OOD set) row, not only the one-row-per-method summary",
+    )  # fmt: skip
 
 
 def run_and_report(
@@ -74,7 +78,7 @@ def run_and_report(
 ) -> int:
     """Evaluate, print the table and the APS choices, write the report when ``out`` is set."""
     from shapeood.evaluation import evaluate
-    from shapeood.report import format_table, write_report
+    from shapeood.report import format_summary, format_table, write_report
 
     started = time.perf_counter()
     df, scores = evaluate(
@@ -96,7 +100,7 @@ def run_and_report(
         grids=grids,
         return_scores=True,
     )
-    print(format_table(df))
+    print(format_table(df) if getattr(args, "per_set", False) else format_summary(df))
     choices = df.attrs.get("aps_choices") or {}
     if choices:
         print("\nAPS choices (best AUROC of ID-val vs OOD-val):")
