@@ -34,6 +34,10 @@ class CountingHead(LinearHead):
         self.rows.append(int(h.shape[0]))
         return super().__call__(h)
 
+    def into(self, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        self.rows.append(int(h.shape[0]))
+        return super().into(h, out)
+
 
 @pytest.fixture(scope="module")
 def data() -> dict[str, torch.Tensor]:

@@ -75,5 +75,11 @@ class LinearHead:
         b = self.bias.to(device=h.device, dtype=h.dtype)
         return torch.nn.functional.linear(h, w, b)
 
+    def into(self, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``out = h @ W.T + b`` for validated (B, D) features, written into ``out`` (B, C)."""
+        w = self.weight.to(device=h.device, dtype=h.dtype)
+        b = self.bias.to(device=h.device, dtype=h.dtype)
+        return torch.addmm(b, h, w.t(), out=out)
+
     def __repr__(self) -> str:
         return f"LinearHead(num_classes={self.num_classes}, in_features={self.in_features})"

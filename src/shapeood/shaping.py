@@ -39,9 +39,13 @@ __all__ = [
 LHACT_TH = 1.3520756840705868
 LHACT_TL = 0.21940805315971373
 
-# On CPU, rows are processed in blocks of about this many values so that each block stays in
-# cache; accelerators take far larger blocks (fewer kernel launches).
-_BLOCK_VALUES = {"cpu": 1 << 20}
+# Rows are processed in blocks of about this many values. Each block op (topk, scatter, matmul)
+# opens one parallel region, and under thread contention every region waits for its slowest
+# thread: measured at 2 threads on 50,000 x 2,048 (benchmarks/bench_shaping.py, block sweep),
+# 2^20-value blocks made ASH-S 2.6x slower than 2^22-2^24, while 2^24 and the whole tensor
+# were equal. 2^24 values (8,192 rows of 2,048, 64 MiB of float32) keeps the temporaries
+# bounded at no measurable cost; accelerators take far larger blocks (fewer kernel launches).
+_BLOCK_VALUES = {"cpu": 1 << 24}
 _BLOCK_VALUES_ACCELERATOR = 1 << 26
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -82,10 +86,14 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in _LOW_PRECISION else dtype
 
 
-def _row_blocks(n_rows: int, n_values: int, device: torch.device) -> list[tuple[int, int]]:
+def row_blocks(n_rows: int, n_values: int, device: torch.device) -> list[tuple[int, int]]:
+    """``[(lo, hi), ...]``: row blocks of about ``_BLOCK_VALUES`` values each."""
     block = _BLOCK_VALUES.get(device.type, _BLOCK_VALUES_ACCELERATOR)
     step = max(1, block // max(1, n_values))
     return [(i, min(i + step, n_rows)) for i in range(0, n_rows, step)]
+
+
+_row_blocks = row_blocks
 
 
 def _map_rows(
@@ -146,18 +154,45 @@ def top_k_mask(x: Any, percentile: float) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- ASH and SCALE
+# Row kernels ``kernel(rows, dst)``: shape a validated block ``rows`` (B, n) into ``dst`` (same
+# shape and dtype). The public functions and the detectors (``shaped_linear``) share them.
+
+
+def ash_p_rows(rows: torch.Tensor, dst: torch.Tensor, k: int) -> None:
+    """ASH-P of a row block into ``dst``."""
+    values, idx = rows.topk(k, dim=1, sorted=False)
+    dst.zero_().scatter_(1, idx, values)
+
+
+def ash_b_rows(rows: torch.Tensor, dst: torch.Tensor, k: int) -> None:
+    """ASH-B of a row block into ``dst``."""
+    idx = rows.topk(k, dim=1, sorted=False).indices
+    fill = (rows.sum(dim=1, keepdim=True) / k).expand(-1, k)
+    dst.zero_().scatter_(1, idx, fill)
+
+
+def ash_s_rows(rows: torch.Tensor, dst: torch.Tensor, k: int) -> None:
+    """ASH-S of a row block into ``dst``."""
+    values, idx = rows.topk(k, dim=1, sorted=False)
+    s1 = rows.sum(dim=1, keepdim=True)
+    s2 = values.sum(dim=1, keepdim=True)
+    dst.zero_().scatter_(1, idx, values * torch.exp(_safe_ratio(s1, s2)))
+
+
+def scale_rows(rows: torch.Tensor, dst: torch.Tensor, k: int) -> None:
+    """SCALE of a row block into ``dst``."""
+    torch.mul(rows, torch.exp(_scale_exponent(rows, k)), out=dst)
+
+
+def _top_k_family(x: Any, percentile: float, kernel: Callable[..., None]) -> torch.Tensor:
+    t = _checked(x, "x")
+    k = _k_for(t, percentile)
+    return _map_rows(t, lambda rows, dst: kernel(rows, dst, k), _compute_dtype(t.dtype))
 
 
 def ash_p(x: Any, percentile: float = 65) -> torch.Tensor:
     """ASH-P (prune): ``y_i = x_i`` for ``i`` in ``K`` (the ``k`` largest values), else 0."""
-    t = _checked(x, "x")
-    k = _k_for(t, percentile)
-
-    def block(rows: torch.Tensor, dst: torch.Tensor) -> None:
-        values, idx = rows.topk(k, dim=1, sorted=False)
-        dst.zero_().scatter_(1, idx, values)
-
-    return _map_rows(t, block, _compute_dtype(t.dtype))
+    return _top_k_family(x, percentile, ash_p_rows)
 
 
 def ash_b(x: Any, percentile: float = 65) -> torch.Tensor:
@@ -165,15 +200,7 @@ def ash_b(x: Any, percentile: float = 65) -> torch.Tensor:
 
     An all-zero sample stays all zero.
     """
-    t = _checked(x, "x")
-    k = _k_for(t, percentile)
-
-    def block(rows: torch.Tensor, dst: torch.Tensor) -> None:
-        idx = rows.topk(k, dim=1, sorted=False).indices
-        fill = (rows.sum(dim=1, keepdim=True) / k).expand(-1, k)
-        dst.zero_().scatter_(1, idx, fill)
-
-    return _map_rows(t, block, _compute_dtype(t.dtype))
+    return _top_k_family(x, percentile, ash_b_rows)
 
 
 def ash_s(x: Any, percentile: float = 65) -> torch.Tensor:
@@ -182,16 +209,7 @@ def ash_s(x: Any, percentile: float = 65) -> torch.Tensor:
     Where ``S2 == 0`` (e.g. an all-zero sample) the factor is 1, so such a sample stays zero
     (the reference code returns NaN there).
     """
-    t = _checked(x, "x")
-    k = _k_for(t, percentile)
-
-    def block(rows: torch.Tensor, dst: torch.Tensor) -> None:
-        values, idx = rows.topk(k, dim=1, sorted=False)
-        s1 = rows.sum(dim=1, keepdim=True)
-        s2 = values.sum(dim=1, keepdim=True)
-        dst.zero_().scatter_(1, idx, values * torch.exp(_safe_ratio(s1, s2)))
-
-    return _map_rows(t, block, _compute_dtype(t.dtype))
+    return _top_k_family(x, percentile, ash_s_rows)
 
 
 def _scale_exponent(rows: torch.Tensor, k: int) -> torch.Tensor:
@@ -207,23 +225,18 @@ def scale(x: Any, percentile: float = 85) -> torch.Tensor:
     ``S2`` does not depend on how ties are broken. Where ``S2 == 0`` (e.g. an all-zero sample)
     the factor is 1 and the sample is returned unchanged (the reference code returns NaN).
     """
-    t = _checked(x, "x")
-    k = _k_for(t, percentile)
-
-    def block(rows: torch.Tensor, dst: torch.Tensor) -> None:
-        torch.mul(rows, torch.exp(_scale_exponent(rows, k)), out=dst)
-
-    return _map_rows(t, block, _compute_dtype(t.dtype))
+    return _top_k_family(x, percentile, scale_rows)
 
 
-def scale_factor(x: Any, percentile: float = 85) -> torch.Tensor:
+def scale_factor(x: Any, percentile: float = 85, *, checked: bool = False) -> torch.Tensor:
     """SCALE's per-sample factor ``exp(S1 / S2)`` (N,), so that ``scale(x) = factor * x``.
 
     1 where ``S2 == 0``, as in ``scale``. Since the head is linear, the SCALE logits follow from
     the plain ones without a matmul: ``W scale(h) + b = factor * (W h) + b``. The result is in
     the input's dtype (float32 for float16/bfloat16 inputs, where the factor may overflow).
+    ``checked=True`` skips the input checks for a tensor the caller validated.
     """
-    t = _checked(x, "x")
+    t = x if checked else _checked(x, "x")
     k = _k_for(t, percentile)
     dtype = _compute_dtype(t.dtype)
     flat = t.reshape(t.shape[0], -1)
@@ -231,6 +244,40 @@ def scale_factor(x: Any, percentile: float = 85) -> torch.Tensor:
     for lo, hi in _row_blocks(flat.shape[0], flat.shape[1], t.device):
         out[lo:hi] = torch.exp(_scale_exponent(flat[lo:hi].to(dtype), k)).squeeze(1)
     return out
+
+
+def shaped_linear(
+    h: torch.Tensor,
+    head: Any,
+    kernel: Callable[[torch.Tensor, torch.Tensor], None],
+) -> torch.Tensor:
+    """``head(kernel(h))`` row block by row block, for validated float features (N, D).
+
+    The shaped features are never materialised whole: each block is shaped into one reused
+    buffer and multiplied by the head while it is still in cache. ``kernel(rows, dst)`` writes
+    the shaped block into ``dst``; ``head.into(rows, out)`` writes ``rows @ W.T + b``.
+    """
+    out = torch.empty((h.shape[0], head.num_classes), dtype=h.dtype, device=h.device)
+    blocks = _row_blocks(h.shape[0], h.shape[1], h.device)
+    buffer = torch.empty((blocks[0][1] - blocks[0][0], h.shape[1]), dtype=h.dtype, device=h.device)
+    for lo, hi in blocks:
+        dst = buffer[: hi - lo]
+        kernel(h[lo:hi], dst)
+        head.into(dst, out[lo:hi])
+    return out
+
+
+def top_k_kernel(name: str, k: int) -> Callable[[torch.Tensor, torch.Tensor], None]:
+    """The row kernel of ``"ash_p"``, ``"ash_b"``, ``"ash_s"`` or ``"scale"`` for ``k``."""
+    kernel = {"ash_p": ash_p_rows, "ash_b": ash_b_rows, "ash_s": ash_s_rows, "scale": scale_rows}[
+        name
+    ]
+    return lambda rows, dst: kernel(rows, dst, k)
+
+
+def k_for(h: torch.Tensor, percentile: float) -> int:
+    """``k`` of the top-k family for the samples of ``h`` (error when it keeps nothing)."""
+    return _k_for(h, percentile)
 
 
 # --------------------------------------------------------------------------- clipping
@@ -268,6 +315,11 @@ def lhact(x: Any, th: float = LHACT_TH, tl: float = LHACT_TL) -> torch.Tensor:
     if not tl < th:
         raise ValueError(f"tl must be smaller than th, got tl={tl!r}, th={th!r}")
     t = _checked(x, "x")
+    return _map_rows(t, lhact_kernel(th, tl), t.dtype)
+
+
+def lhact_kernel(th: float, tl: float) -> Callable[[torch.Tensor, torch.Tensor], None]:
+    """LHAct's row kernel ``kernel(rows, dst)`` for checked ``th``/``tl``."""
 
     def block(rows: torch.Tensor, dst: torch.Tensor) -> None:
         u = torch.clamp(rows, min=tl, out=dst).view(-1)
@@ -275,7 +327,7 @@ def lhact(x: Any, th: float = LHACT_TH, tl: float = LHACT_TL) -> torch.Tensor:
         high = u.index_select(0, upper).to(torch.float64)
         u.index_copy_(0, upper, (high / torch.sqrt(1.0 + (high / th) ** 4) + tl).to(u.dtype))
 
-    return _map_rows(t, block, t.dtype)
+    return block
 
 
 # --------------------------------------------------------------------------- weight masks

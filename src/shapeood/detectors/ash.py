@@ -47,7 +47,9 @@ class _ASH(Detector):
         raise NotImplementedError
 
     def _shaped_logits(self, h: torch.Tensor) -> torch.Tensor:
-        return self.head_(self._shape(h))
+        # Shape and multiply block by block (features validated once, by ``_prepare``).
+        kernel = shaping.top_k_kernel(self.name, shaping.k_for(h, float(self.percentile)))
+        return shaping.shaped_linear(h, self.head_, kernel)
 
 
 @register_detector

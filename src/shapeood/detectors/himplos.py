@@ -129,5 +129,34 @@ class HIMPLoS(Detector):
         return self._shaped_logits_given(h, None)
 
     def _shaped_logits_given(self, h: torch.Tensor, plain: torch.Tensor | None) -> torch.Tensor:
-        _, masked, cosine = self._parts(h, plain)
-        return self.head_(masked) * cosine[:, None]
+        """One pass over row blocks: prediction, mask, clip, head and cosine per block.
+
+        Per block of rows the masked features and the gathered prototypes live in two reused
+        buffers (never (N, D) temporaries), and the head is applied once (twice without
+        ``plain``: the prediction needs the plain logits). Same values as ``_parts``.
+        """
+        head = self.head_
+        mask = self.mask_.to(device=h.device, dtype=h.dtype)
+        protos = self.prototypes_.to(device=h.device, dtype=h.dtype)
+        threshold = float(self.threshold)
+        out = torch.empty((h.shape[0], head.num_classes), dtype=h.dtype, device=h.device)
+        blocks = shaping.row_blocks(h.shape[0], h.shape[1], h.device)
+        rows0 = blocks[0][1] - blocks[0][0]
+        masked = torch.empty((rows0, h.shape[1]), dtype=h.dtype, device=h.device)
+        gathered = torch.empty_like(masked)
+        for lo, hi in blocks:
+            rows, n = h[lo:hi], hi - lo
+            block_out = out[lo:hi]
+            if plain is None:
+                head.into(rows, block_out)
+                pred = block_out.argmax(dim=1)
+            else:
+                pred = plain[lo:hi].argmax(dim=1)
+            m, g = masked[:n], gathered[:n]
+            torch.index_select(mask, 0, pred, out=g)
+            torch.mul(rows, g, out=m).clamp_(max=threshold)
+            torch.index_select(protos, 0, pred, out=g)
+            cosine = F.cosine_similarity(g, rows, dim=1, eps=1e-8)
+            head.into(m, block_out)
+            block_out.mul_(cosine[:, None])
+        return out

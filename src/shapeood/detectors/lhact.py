@@ -82,4 +82,5 @@ class LHAct(Detector):
         self.tl_ = tl
 
     def _shaped_logits(self, h: torch.Tensor) -> torch.Tensor:
-        return self.head_(shaping.lhact(h, th=self.th_, tl=self.tl_))
+        kernel = shaping.lhact_kernel(float(self.th_), float(self.tl_))
+        return shaping.shaped_linear(h, self.head_, kernel)

@@ -60,4 +60,9 @@ class ReAct(Detector):
             self.threshold_ = activation_percentile(h, self.percentile, "percentile")
 
     def _shaped_logits(self, h: torch.Tensor) -> torch.Tensor:
-        return self.head_(shaping.react(h, self.threshold_))
+        c = float(self.threshold_)
+
+        def clip(rows: torch.Tensor, dst: torch.Tensor) -> None:
+            torch.clamp(rows, max=c, out=dst)
+
+        return shaping.shaped_linear(h, self.head_, clip)

@@ -1,0 +1,53 @@
+"""Row-blocked shaping + head (``shaping.shaped_linear``, HIMPLoS's one pass) on ragged blocks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from shapeood import LinearHead, shaping
+from shapeood.detectors import create_detector
+
+N, D, C = 41, 32, 7
+PARAMS = {
+    "ash_p": {"percentile": 65},
+    "ash_b": {"percentile": 80},
+    "ash_s": {"percentile": 90},
+    "scale": {"percentile": 85},
+    "react": {"percentile": 90},
+    "lhact": {"th_percentile": 95, "tl_percentile": 35},
+    "himplos": {"percentile": 60, "threshold": 1.0},
+}
+
+
+@pytest.fixture(scope="module")
+def data():
+    g = torch.Generator().manual_seed(3)
+    head = LinearHead(torch.randn(C, D, generator=g), torch.randn(C, generator=g))
+    train = torch.relu(torch.randn(200, D, generator=g))
+    test = torch.relu(torch.randn(N, D, generator=g))
+    test[5] = 0.0
+    return head, train, torch.arange(200) % C, test
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+@pytest.mark.parametrize("plain", [False, True])
+def test_blocks_of_any_size_give_the_same_scores(name, plain, data, monkeypatch):
+    head, train, labels, test = data
+    det = create_detector(name, **PARAMS[name]).fit(head, train, labels)
+    z = head(test) if plain else None
+    whole = det.score(test, plain_logits=z), det.predict(test, plain_logits=z)
+    monkeypatch.setitem(shaping._BLOCK_VALUES, "cpu", 4 * D)  # 4 rows a block, last one ragged
+    assert len(shaping.row_blocks(N, D, test.device)) == 11
+    blocked = det.score(test, plain_logits=z), det.predict(test, plain_logits=z)
+    torch.testing.assert_close(blocked[0], whole[0], rtol=1e-6, atol=1e-6)
+    assert torch.equal(blocked[1], whole[1])
+
+
+def test_shaped_linear_equals_shape_then_head(data, monkeypatch):
+    head, _, _, test = data
+    monkeypatch.setitem(shaping._BLOCK_VALUES, "cpu", 5 * D)
+    k = shaping.k_for(test, 65)
+    for name, fn in (("ash_p", shaping.ash_p), ("ash_s", shaping.ash_s), ("scale", shaping.scale)):
+        got = shaping.shaped_linear(test, head, shaping.top_k_kernel(name, k))
+        torch.testing.assert_close(got, head(fn(test, 65)), rtol=1e-6, atol=1e-5)
