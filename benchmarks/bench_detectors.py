@@ -14,10 +14,19 @@ per-row ``np.percentile`` threshold, LHAct with a Python function per element
 and are extrapolated linearly to N (the table says on how many rows). ``max |diff|`` compares the
 two scores on that subset (ASH baselines threshold by interpolated percentile, so ties and
 interpolation may differ slightly). The first row is the floor shared by every detector that
-computes logits: one ``h @ W.T + b``; it is timed again next to every detector, and each
-``x floor`` = that column's seconds / that floor (robust to a busy machine).
+computes logits: one ``h @ W.T + b``; every timing is paired with a floor timed right before it,
+and each ``x floor`` is the median over ``--repeats`` pairs of (seconds / floor seconds), which
+stays meaningful on a busy machine. Targets (issue 13, at 2 threads): ASH-P/B/S and SCALE
+<= 1.5x the floor, HIMPLoS <= 2.2x, every other detector <= 1.2x (``score s`` column).
+
+``--pytorch-ood PATH`` adds pytorch-ood's implementation of every shared method, timed in the
+same pairs on the same features (install it only for the benchmark, never as a dependency:
+``pip install --no-deps --target PATH pytorch-ood==0.4.0``): ``pood x floor`` and ``ours/pood``
+(median of per-pair ratios; < 1 means shapeood is faster). pytorch-ood's DICE builds an
+N x C x D tensor, so it runs on ``--baseline-rows`` rows and is extrapolated.
 
     python benchmarks/bench_detectors.py [--rows 50000] [--dim 2048] [--classes 1000]
+        [--threads 2] [--pytorch-ood PATH]
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -140,6 +151,75 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
     return best
 
 
+def _seconds(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def paired(
+    fns: dict[str, Callable[[], object]], floor: Callable[[], object], repeats: int
+) -> dict[str, tuple[float, float]]:
+    """``{name: (median seconds, median of seconds / floor seconds)}`` over ``repeats`` rounds.
+
+    In each round every function runs right after its own floor timing, so a burst of load
+    from other processes hits both sides of a ratio.
+    """
+    for fn in fns.values():  # warm-up (allocations, first-call dispatch)
+        fn()
+    times: dict[str, list[float]] = {n: [] for n in fns}
+    ratios: dict[str, list[float]] = {n: [] for n in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            base = _seconds(floor)
+            t = _seconds(fn)
+            times[name].append(t)
+            ratios[name].append(t / base)
+    return {n: (statistics.median(times[n]), statistics.median(ratios[n])) for n in fns}
+
+
+def pytorch_ood_scores(
+    path: str, detectors: dict[str, Detector], head: LinearHead, features: torch.Tensor,
+    dice_rows: int,
+) -> dict[str, Callable[[], object]]:
+    """pytorch-ood 0.4.0 scoring of the shared methods on the same features and head."""
+    sys.path.insert(0, path)
+    from pytorch_ood import detector as pood  # optional, benchmark only
+
+    maps = features[:, :, None, None]  # pytorch-ood's ASH/SCALE/ReAct take feature maps
+
+    def pood_head(x: torch.Tensor) -> torch.Tensor:
+        return head(x.flatten(1))
+
+    out: dict[str, Callable[[], object]] = {}
+    for name, variant in (("ash_p", "ash-p"), ("ash_b", "ash-b"), ("ash_s", "ash-s")):
+        frac = float(detectors[name].percentile) / 100
+        ash = pood.ASH(backbone=None, head=pood_head, variant=variant, percentile=frac)
+        out[name] = lambda ash=ash: ash.predict_feature_maps(maps)
+    scale = pood.SCALE(
+        backbone=None, head=pood_head, percentile=float(detectors["scale"].percentile) / 100
+    )
+    out["scale"] = lambda: scale.predict_feature_maps(maps)
+    react = pood.ReAct(backbone=None, head=pood_head, threshold=detectors["react"].threshold_)
+    out["react"] = lambda: react.predict_feature_maps(maps)
+    out["energy"] = lambda: pood.EnergyBased.score(head(features))
+    out["msp"] = lambda: pood.MaxSoftmax.score(head(features))
+    out["max_logit"] = lambda: pood.MaxLogit.score(head(features))
+    dice = pood.DICE(None, w=head.weight, b=head.bias, p=float(detectors["dice"].percentile) / 100)
+    fit_rows = features[:5000]
+    dice.fit_features(fit_rows, torch.zeros(len(fit_rows), dtype=torch.int64))
+    subset = features[:dice_rows]
+    factor = len(features) / dice_rows
+
+    def dice_full() -> None:  # extrapolated: sleep-free scaling of one subset run
+        start = time.perf_counter()
+        dice.predict_features(subset)
+        time.sleep((time.perf_counter() - start) * (factor - 1))
+
+    out["dice"] = dice_full
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=50_000, help="feature rows N")
@@ -149,7 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-rows", type=int, default=500, help="rows the baseline runs")
     parser.add_argument("--lhact-rows", type=int, default=10, help="rows of the per-element one")
     parser.add_argument("--only", nargs="*", default=None, help="detector names to run")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument(
+        "--pytorch-ood", default=None, metavar="PATH",
+        help="folder with pytorch-ood 0.4.0 (pip install --no-deps --target PATH ...)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -180,21 +264,44 @@ def main(argv: list[str] | None = None) -> int:
         detectors[name] = det
     baselines = make_baselines(detectors, weight.numpy(), bias.numpy())
 
+    floor_fn = lambda: head(features)  # noqa: E731
+    ours = {n: (lambda det=detectors[n]: det.score(features)) for n in names}
+    cached_fns = {
+        n: (lambda det=detectors[n]: det.score(features, plain_logits=plain_logits)) for n in names
+    }
+    pood_fns: dict[str, Callable[[], object]] = {}
+    if args.pytorch_ood:
+        shared = pytorch_ood_scores(
+            args.pytorch_ood, detectors, head, features, args.baseline_rows
+        )
+        pood_fns = {n: f for n, f in shared.items() if n in names}
+    print(f"load average before timing: {os.getloadavg()[0]:.2f}")
+    fns = {
+        **{("score", n): f for n, f in ours.items()},
+        **{("cached", n): f for n, f in cached_fns.items()},
+        **{("pood", n): f for n, f in pood_fns.items()},
+    }
+    timed = paired({f"{k[0]}:{k[1]}": f for k, f in fns.items()}, floor_fn, args.repeats)
+    pair_ratio: dict[str, float] = {}
+    if pood_fns:  # ours/pood per pair, each pair back to back
+        for n in pood_fns:
+            got = paired({"ours": ours[n], "pood": pood_fns[n]}, lambda: None, args.repeats)
+            pair_ratio[n] = got["ours"][0] / got["pood"][0]
+    print(f"load average after timing: {os.getloadavg()[0]:.2f}")
+
     header = (
         f"{'detector':<22}{'fit s':>8}{'score s':>10}{'x floor':>9}{'cached s':>10}"
         f"{'x floor':>9}{'cached diff':>13}{'per-sample s':>14}{'(rows)':>8}{'speed-up':>10}"
         f"{'max |diff|':>12}"
+        + (f"{'pood s':>9}{'pood x floor':>14}{'ours/pood':>11}" if pood_fns else "")
     )
     print(header)
     print("-" * len(header))
     print(f"{'head matmul (floor)':<22}{'':>8}{floor:>10.3f}{1:>9.2f}")
     for name in names:
         det = detectors[name]
-        floor = best_time(lambda: head(features), args.repeats)
-        seconds = best_time(lambda det=det: det.score(features), args.repeats)
-        cached = best_time(
-            lambda det=det: det.score(features, plain_logits=plain_logits), args.repeats
-        )
+        seconds, ratio = timed[f"score:{name}"]
+        cached, cached_ratio = timed[f"cached:{name}"]
         from_features = det.score(features)
         from_cache = det.score(features, plain_logits=plain_logits)
         cached_diff = float((from_cache - from_features).abs().max()) / max(
@@ -205,14 +312,18 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         reference = np.array([baselines[name](row) for row in subset])
         base_full = (time.perf_counter() - start) * args.rows / n_base
-        ours = det.score(features[:n_base]).double().numpy()
-        diff = float(np.abs(ours - reference).max())
+        ours_sub = det.score(features[:n_base]).double().numpy()
+        diff = float(np.abs(ours_sub - reference).max())
         label = f"{name} (noise=0)" if name == "odin" else name
-        print(
-            f"{label:<22}{fit_s[name]:>8.3f}{seconds:>10.3f}{seconds / floor:>9.2f}"
-            f"{cached:>10.3f}{cached / floor:>9.2f}{cached_diff:>13.1e}"
+        line = (
+            f"{label:<22}{fit_s[name]:>8.3f}{seconds:>10.3f}{ratio:>9.2f}"
+            f"{cached:>10.3f}{cached_ratio:>9.2f}{cached_diff:>13.1e}"
             f"{base_full:>14.1f}{n_base:>8}{base_full / min(seconds, cached):>9.0f}x{diff:>12.2e}"
         )
+        if name in pood_fns:
+            pood_s, pood_ratio = timed[f"pood:{name}"]
+            line += f"{pood_s:>9.3f}{pood_ratio:>14.2f}{pair_ratio[name]:>11.2f}"
+        print(line)
     print(
         "per-sample s: the baseline timed on (rows) rows and extrapolated linearly to "
         f"{args.rows} rows (single-threaded numpy); speed-up = per-sample s / the faster of "
