@@ -108,11 +108,17 @@ def test_fit_data_feeds_methods_that_learn_from_training_features(kit, id_val):
     fs = so.extract(dice.feature_model, train, cache=False, progress=False)
     torch.testing.assert_close(dice.detector.mean_feature_, fs.features.mean(0))
     assert dice.fit_split_ == "fit_data" and dice.n_fit_ == 100
-    react = OODClassifier("resnet20_cifar10", method="react").fit(id_val, fit_data=train)
+    id_fs = so.extract(dice.feature_model, id_val, cache=False, progress=False)
+    react = OODClassifier(dice.model, method="react").fit(id_fs, fit_data=fs)
     assert react.fit_split_ == "id_data" and react.n_fit_ == len(id_val)
-    himplos = OODClassifier("resnet20_cifar10", method="himplos", preset="cifar")
-    himplos.fit(id_val, fit_data=train)  # prototypes from the true labels of fit_data
-    assert himplos.detector.prototypes_.shape == (10, 64)
+    expected = np.float32(np.percentile(id_fs.features.numpy().ravel(), 90))
+    assert react.detector.threshold_ == pytest.approx(float(expected))
+    himplos = OODClassifier(dice.model, method="himplos", preset="cifar")
+    himplos.fit(id_fs, fit_data=fs)  # prototypes from the true labels of fit_data
+    first = fs.features[fs.labels == 0].mean(0)
+    torch.testing.assert_close(himplos.detector.prototypes_[0], first, rtol=1e-5, atol=1e-5)
+    energy = OODClassifier(dice.model, method="energy").fit(id_fs, fit_data=fs)
+    assert energy.fit_split_ is None and energy.n_fit_ == 0
 
 
 def test_odin_predicts_through_the_model_but_does_not_export(id_val, rows, tmp_path):
