@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,9 @@ def test_onnx_and_torchscript_match_eager_predict(method, data, tmp_path):
     logits, score, is_ood = session.run(None, {"image": x.numpy()})
     _compare(clf, x, score, is_ood, logits)
     if method in ("scale", "himplos"):  # TorchScript shares the traced graph
-        module = torch.jit.load(str(clf.export_torchscript(tmp_path / "clf.pt")))
+        with warnings.catch_warnings():  # torch.jit.load is deprecated but still the loader
+            warnings.simplefilter("ignore", FutureWarning)
+            module = torch.jit.load(str(clf.export_torchscript(tmp_path / "clf.pt")))
         logits, score, is_ood = (t.numpy() for t in module(x[:9]))
         _compare(clf, x[:9], score, is_ood, logits)
 
