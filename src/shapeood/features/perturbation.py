@@ -7,31 +7,28 @@ noise) point (``shapeood.detectors.odin.perturbed_logits``). A full OpenOOD APS 
 (4 temperatures x 2 noise values) thus costs 1 + 4 backward + 8 forwards per image instead of
 8 x (forward + backward + forward).
 
-Each (model, dataset, point) result is one cache entry of kind ``"odin"`` in the feature cache
-(``shapeood cache list`` shows it, ``shapeood cache clear`` removes it)::
+Each (model, dataset, point) result is one cache entry of kind ``"odin"`` in the feature cache,
+written and read through ``FeatureCache.put``/``get`` (atomic files, checksums verified on
+load; ``shapeood cache list`` shows the entry, ``shapeood cache clear`` removes it)::
 
-    <root>/odin__<model>__<dataset>__<digest>/
+    <root>/odin__<model>__<digest>/
         scores.npy preds.npy labels.npy   the per-image results
-        meta.json                         kind, parameters, key parts, sha256 of each array
+        meta.json                         kind, parameters, features key, checksums (last)
 
-An entry is built in a hidden temporary folder and renamed into place when complete, so a
-process killed while scoring leaves no entry behind (the next run recomputes); an entry whose
-arrays do not match their checksums is reported and recomputed.
+The digest covers the features key of (model weights, transform, dataset content) and the ODIN
+parameters with the resolved std. Results are stored only once a whole dataset is scored, and
+an entry counts only once its ``meta.json`` (written last) exists: a process killed while
+scoring leaves nothing that is served, and the next run recomputes; an entry that fails its
+checksums is reported in one line and recomputed.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import os
-import shutil
 import time
-import uuid
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,8 +46,6 @@ from shapeood.detectors.odin import (
 
 KIND = "odin"
 ARRAYS = ("scores", "preds", "labels")
-META_FILE = "meta.json"
-_TMP_PREFIX = ".odin-tmp-"
 
 __all__ = [
     "PerturbationResult",
@@ -146,23 +141,12 @@ def resolve_std(
 # ----------------------------------------------------------------------------- cache
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
-
-
-def _cache_root(cache: Any) -> Path | None:
+def _store(cache: Any) -> Any:
     if cache is None or cache is False:
         return None
     from shapeood.features.extraction import _resolve_cache
 
-    store = _resolve_cache(cache)
-    return None if store is None else Path(store.root)
+    return _resolve_cache(cache)
 
 
 def _entry_key(identity: Mapping[str, Any], params: Mapping[str, Any]) -> str | None:
@@ -176,87 +160,18 @@ def _entry_key(identity: Mapping[str, Any], params: Mapping[str, Any]) -> str | 
         default=str,
     )
     digest = hashlib.blake2b(payload.encode(), digest_size=10).hexdigest()
-    return f"{KIND}__{slug(str(identity['model']))}__{slug(str(identity['dataset']))}__{digest}"
+    return f"{KIND}__{slug(str(identity['model']))}__{digest}"
 
 
-def load_entry(folder: Path) -> PerturbationResult | None:
-    """The stored result in ``folder``; None when absent; a corrupt entry is removed (warning)."""
-    meta_path = folder / META_FILE
-    if not meta_path.is_file():
+def _load(store: Any, key: str) -> PerturbationResult | None:
+    got = store.get(key, mmap=False)
+    if got is None:
         return None
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        arrays = {}
-        for name in ARRAYS:
-            data = (folder / f"{name}.npy").read_bytes()
-            if _sha256(data) != meta["sha256"][name]:
-                raise ValueError(f"{name}.npy does not match its checksum")
-            arrays[name] = np.load(io.BytesIO(data), allow_pickle=False)
-        if not len(arrays["scores"]) == len(arrays["preds"]) == len(arrays["labels"]):
-            raise ValueError("arrays of different lengths")
-    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
-        warnings.warn(
-            f"ODIN cache entry {folder.name} is corrupt ({err}); recomputing it",
-            stacklevel=3,
-        )
-        shutil.rmtree(folder, ignore_errors=True)
+    arrays, _ = got
+    if set(ARRAYS) - set(arrays) or len({len(arrays[a]) for a in ARRAYS}) != 1:
+        store.remove(key)
         return None
-    return PerturbationResult(*(torch.from_numpy(arrays[name]) for name in ARRAYS))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _sweep_stale(root: Path, key: str) -> None:
-    """Remove temporary folders of ``key`` left by processes that no longer run."""
-    for tmp in root.glob(f"{_TMP_PREFIX}{key}-*"):
-        try:
-            pid = int(tmp.name[len(_TMP_PREFIX) + len(key) + 1 :].split("-")[0])
-        except ValueError:
-            continue
-        if not _pid_alive(pid):
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def store_entry(folder: Path, result: PerturbationResult, meta: Mapping[str, Any]) -> None:
-    """Write ``result`` as a complete entry: built aside, fsynced, renamed into place."""
-    root = folder.parent
-    root.mkdir(parents=True, exist_ok=True)
-    _sweep_stale(root, folder.name)
-    tmp = root / f"{_TMP_PREFIX}{folder.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        checksums = {}
-        for name in ARRAYS:
-            data = _npy_bytes(getattr(result, name).numpy())
-            checksums[name] = _sha256(data)
-            with open(tmp / f"{name}.npy", "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        info = {**meta, "kind": KIND, "sha256": checksums, "complete": True}
-        with open(tmp / META_FILE, "w", encoding="utf-8") as f:
-            json.dump(info, f, indent=2, sort_keys=True, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        if folder.exists():  # a concurrent run finished first, or a stale leftover
-            if load_entry(folder) is not None:
-                return
-            shutil.rmtree(folder, ignore_errors=True)
-        try:
-            os.rename(tmp, folder)
-        except OSError:
-            if load_entry(folder) is None:
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return PerturbationResult(*(torch.from_numpy(np.array(arrays[a])) for a in ARRAYS))
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -309,17 +224,17 @@ def perturbation_scores(
             p["std"] = resolve_std(p["std"], model, dataset, benchmark)
         elif isinstance(p["std"], str):
             p["std"] = None
-    root = _cache_root(cache)
+    store = _store(cache)
     identity: Mapping[str, Any] = {}
-    if root is not None:
+    if store is not None:
         from shapeood.features.extraction import describe
 
         identity = describe(model, dataset)
         if identity.get("key") is None:
-            root = None
-    keys = [None if root is None else _entry_key(identity, p) for p in params]
+            store = None
+    keys = [None if store is None else _entry_key(identity, p) for p in params]
     results: list[PerturbationResult | None] = [
-        None if k is None else load_entry(root / k) for k in keys
+        None if k is None else _load(store, k) for k in keys
     ]
     todo = [i for i, r in enumerate(results) if r is None]
     if todo:
@@ -337,7 +252,8 @@ def perturbation_scores(
                     "features_key": identity.get("key"),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 }
-                store_entry(root / keys[i], result, meta)
+                arrays = {a: getattr(result, a) for a in ARRAYS}
+                store.put(keys[i], arrays, meta, kind=KIND)
     return [r for r in results if r is not None]
 
 
