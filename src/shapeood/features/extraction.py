@@ -38,6 +38,70 @@ from shapeood.features.keys import (
 from shapeood.head import LinearHead
 
 CHUNK_BATCHES = 8  # default chunk = 8 batches: the unit of resumption
+MAX_AUTO_WORKERS = 8
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def is_file_backed(dataset: Any) -> bool:
+    """Whether ``dataset`` (through ``Subset``/transform wrappers) decodes image files."""
+    for _ in range(16):
+        if callable(getattr(dataset, "path_of", None)):
+            return True
+        if isinstance(getattr(dataset, "samples", None), list) and callable(
+            getattr(dataset, "loader", None)
+        ):
+            return True  # torchvision ImageFolder / DatasetFolder
+        inner = getattr(dataset, "dataset", None)
+        if inner is None:
+            return False
+        dataset = inner
+    return False
+
+
+def default_num_workers(dataset: Any, rows: int | None = None, batch_size: int = 256) -> int:
+    """DataLoader workers when none are asked for: ``min(8, cores - 1)`` (at least 1) for image
+    files (decoding then overlaps the forward passes), 0 for in-memory data and for fewer than
+    two batches (where starting a worker costs more than it saves)."""
+    n = len(dataset) if rows is None else rows
+    if not is_file_backed(dataset) or n < 2 * int(batch_size):
+        return 0
+    return max(1, min(MAX_AUTO_WORKERS, available_cores() - 1))
+
+
+class _BackgroundWriter:
+    """Chunk writes of one extraction in a helper thread, at most ``depth`` in flight.
+
+    Cache writes (``np.save`` + fsync) overlap the next batches' forward passes; errors surface
+    at the next write or at ``close``.
+    """
+
+    def __init__(self, sink: Any, depth: int = 2) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.sink = sink
+        self.depth = depth
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shapeood-cache")
+        self.pending: list[Any] = []
+
+    def write(self, *args: Any) -> None:
+        while len(self.pending) >= self.depth:
+            self.pending.pop(0).result()
+        self.pending.append(self.pool.submit(self.sink.write, *args))
+
+    def close(self) -> None:
+        try:
+            for future in self.pending:
+                future.result()
+        finally:
+            self.pending = []
+            self.pool.shutdown(wait=True)
 
 
 def is_feature_model(model: Any) -> bool:
@@ -306,7 +370,7 @@ def extract(
     device: str | torch.device | None = "cpu",
     amp: bool | str = False,
     channels_last: bool | None = None,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     cache: bool | str | os.PathLike | FeatureCache = True,
     progress: bool = True,
     *,
@@ -327,6 +391,8 @@ def extract(
         amp: autocast (bfloat16 on CPU, float16 on CUDA; or ``"bf16"``/``"fp16"``). Features are
             stored as float32 either way; the precision is part of the cache key.
         channels_last: NHWC inputs and weights; default on for convolutional nets on CUDA.
+        num_workers: DataLoader worker processes; None (default) chooses
+            ``default_num_workers``: ``min(8, cores - 1)`` for image files, else 0.
         cache: True (``$SHAPEOOD_CACHE/features``), a folder, a FeatureCache, or False.
         key: names the data when ``dataset`` has no ``fingerprint()`` (else it is not cached).
         chunk_size: rows per cache chunk, the unit of resumption (default 8 batches).
@@ -421,6 +487,8 @@ def extract(
         network.to(memory_format=torch.channels_last)
     runner = _Runner(fm, dev, amp_dtype, bool(channels_last))
     rows = [r for i in mine for r in range(*plan.bounds(i))]
+    if num_workers is None:
+        num_workers = default_num_workers(dataset, len(rows), int(batch_size))
     loader = DataLoader(
         dataset,
         batch_size=int(batch_size),
@@ -431,6 +499,9 @@ def extract(
     )
     width = (fm.head.in_features, fm.head.num_classes)
     bar = _progress_bar(len(rows), progress and group.is_main, f"extract {identity['dataset']}")
+    writer = sink if group.distributed or isinstance(sink, MemoryChunks) else None
+    if writer is None:
+        writer = _BackgroundWriter(sink)
     try:
         with torch.inference_mode():
             stream = _chunk_stream(runner, loader, mine, plan, bar)
@@ -438,7 +509,7 @@ def extract(
             for r in range(rounds):
                 item = next(stream, None) if r < len(mine) else None
                 if not group.distributed:
-                    sink.write(*item)
+                    writer.write(*item)
                     continue
                 gathered = _gather_round(group, item, width, plan.chunk_size)
                 if group.is_main:
@@ -448,6 +519,8 @@ def extract(
             for _ in stream:  # let the loader finish (and check that every row arrived)
                 pass
     finally:
+        if isinstance(writer, _BackgroundWriter):
+            writer.close()
         bar.close()
         for module, training in modes.items():  # restore each module's own mode
             module.training = training

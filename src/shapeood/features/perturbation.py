@@ -197,7 +197,7 @@ def perturbation_scores(
     benchmark: Any = None,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
-    num_workers: int = 0,
+    num_workers: int | None = None,
     progress: bool = False,
     cache: Any = None,
 ) -> list[PerturbationResult]:
@@ -263,7 +263,7 @@ def _compute(
     params: list[dict[str, Any]],
     batch_size: int,
     device: str | torch.device,
-    num_workers: int,
+    num_workers: int | None,
     progress: bool,
 ) -> list[PerturbationResult]:
     forward = _logit_function(model)
@@ -275,6 +275,10 @@ def _compute(
             (float(p["temperature"]), float(p["noise"]))
         )
     dev = torch.device(device)
+    if num_workers is None:
+        from shapeood.features.extraction import default_num_workers
+
+        num_workers = default_num_workers(dataset, batch_size=batch_size)
     was_training = getattr(network, "training", False)
     if hasattr(network, "eval"):
         network.eval().to(dev)
@@ -347,7 +351,7 @@ def score_inputs(
     cache: Any = None,
     *,
     benchmark: Any = None,
-    num_workers: int = 0,
+    num_workers: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(scores, preds, labels)`` of one ODIN detector over ``dataset``."""
     (result,) = perturbation_scores(

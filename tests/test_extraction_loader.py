@@ -1,0 +1,73 @@
+"""Extraction's loader: automatic workers for image files, overlapped cache writes, same bytes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from features_helpers import TinyFeatureModel, TinyImages
+from shapeood.data import ImageListDataset
+from shapeood.features import FeatureCache, extract
+from shapeood.features import extraction as ex
+
+
+class ToFloat:
+    """PIL RGB -> float (3, H, W) in [0, 1] minus 0.5, with a stable repr."""
+
+    def __call__(self, image) -> torch.Tensor:
+        array = np.array(image, dtype=np.uint8)
+        return torch.from_numpy(array).permute(2, 0, 1).float() / 255.0 - 0.5
+
+    def __repr__(self) -> str:
+        return "ToFloat()"
+
+
+@pytest.fixture
+def image_list(tmp_path):
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(48):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
+            tmp_path / f"{i:03d}.png"
+        )
+        lines.append(f"{i:03d}.png {i % 5}")
+    (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
+    return ImageListDataset(tmp_path, tmp_path / "list.txt", transform=ToFloat(), name="pngs")
+
+
+def test_default_workers_only_for_image_files(image_list, monkeypatch):
+    monkeypatch.setattr(ex, "available_cores", lambda: 16)
+    assert ex.is_file_backed(image_list)
+    assert ex.is_file_backed(torch.utils.data.Subset(image_list, [0, 1]))
+    assert ex.default_num_workers(image_list, batch_size=8) == ex.MAX_AUTO_WORKERS
+    assert ex.default_num_workers(image_list, batch_size=32) == 0  # fewer than two batches
+    assert ex.default_num_workers(TinyImages(200), batch_size=8) == 0  # in memory
+    monkeypatch.setattr(ex, "available_cores", lambda: 2)
+    assert ex.default_num_workers(image_list, batch_size=8) == 1
+
+
+def test_auto_workers_and_background_writes_give_the_same_features(image_list, tmp_path):
+    model = TinyFeatureModel()
+    plain = extract(model, image_list, batch_size=8, num_workers=0, cache=False, progress=False)
+    cache = FeatureCache(tmp_path / "cache")
+    auto = extract(model, image_list, batch_size=8, cache=cache, chunk_size=16, progress=False)
+    assert torch.equal(auto.features, plain.features)
+    assert torch.equal(auto.logits, plain.logits)
+    assert torch.equal(auto.labels, torch.arange(48) % 5)
+    (entry,) = cache.list()
+    assert entry.complete
+    reloaded = extract(model, image_list, batch_size=8, cache=cache, progress=False)
+    assert torch.equal(reloaded.features, plain.features)
+
+
+def test_a_failing_cache_write_surfaces(monkeypatch, tmp_path):
+    from shapeood.features import cache as cache_module
+
+    def broken(self, *args):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(cache_module.PartialEntry, "write", broken)
+    with pytest.raises(OSError, match="disk gone"):
+        extract(TinyFeatureModel(), TinyImages(40), batch_size=8, cache=tmp_path, progress=False)
