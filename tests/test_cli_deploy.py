@@ -55,12 +55,25 @@ def test_fit_detector_writes_a_loadable_file(detector, capsys):
 def test_predict_csv_over_files_folders_lists_and_npz(detector, images, capsys):
     root = images["root"]
     capsys.readouterr()
-    code = main(["predict", str(detector), str(root / "folder"), str(root / "mnist3.npz"),
-                 str(root / "list.txt"), "--batch-size", "3", "--device", "cpu", "-q"])
+    code = main(
+        [
+            "predict",
+            str(detector),
+            str(root / "folder"),
+            str(root / "mnist3.npz"),
+            str(root / "list.txt"),
+            "--batch-size",
+            "3",
+            "--device",
+            "cpu",
+            "-q",
+        ]
+    )
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [r["path"] for r in rows][:5] == [
-        *(str(root / "folder" / f"c{i}.png") for i in range(4)), str(root / "folder/sub/m0.png")
+        *(str(root / "folder" / f"c{i}.png") for i in range(4)),
+        str(root / "folder/sub/m0.png"),
     ]
     assert rows[5]["path"] == f"{root / 'mnist3.npz'}[0]"
     assert [r["path"] for r in rows[-2:]] == ["folder/c1.png", "folder/sub/m0.png"]
@@ -74,12 +87,26 @@ def test_predict_csv_over_files_folders_lists_and_npz(detector, images, capsys):
 
 def test_predict_json_lines_to_a_file(detector, images, tmp_path):
     out = tmp_path / "rows.jsonl"
-    code = main(["predict", str(detector), str(images["root"] / "mnist3.npz"),
-                 "--format", "jsonl", "--out", str(out), "-q"])
+    code = main(
+        [
+            "predict",
+            str(detector),
+            str(images["root"] / "mnist3.npz"),
+            "--format",
+            "jsonl",
+            "--out",
+            str(out),
+            "-q",
+        ]
+    )
     assert code == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 3 and set(records[0]) == {
-        "path", "label", "class_name", "score", "is_ood"
+        "path",
+        "label",
+        "class_name",
+        "score",
+        "is_ood",
     }
     assert isinstance(records[0]["is_ood"], bool) and isinstance(records[0]["score"], float)
 
@@ -122,7 +149,8 @@ def test_wrong_model_weights_are_refused(images, tmp_path, capsys):
 
 def test_param_parsing():
     assert parse_params(["percentile=90", "scale.score_fn=msp"], "scale") == {
-        "percentile": 90, "score_fn": "msp"
+        "percentile": 90,
+        "score_fn": "msp",
     }
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_params(["percentile"], "scale")

@@ -16,11 +16,11 @@ import shapeood as so
 from shapeood import metrics
 from shapeood.detectors import list_detectors
 from shapeood.evaluation import (
-    _prepare_dataset,
     load_score_file,
     method_params,
     resolve_methods,
 )
+from shapeood.evaluation.inputs import prepare_dataset as _prepare_dataset
 from shapeood.report import load_results, write_report
 
 SAMPLES = 48
@@ -33,11 +33,11 @@ def setup(kit, tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     net = so.models.load_model("resnet20_cifar10")
     bench = so.data.get_benchmark("cifar10_offline", data_root=kit)
-    df, scores = so.evaluate(
+    df = so.evaluate(
         net, bench, methods="all", aps=True, cache=cache, batch_size=64, progress=False,
-        max_samples=SAMPLES, odin_max_samples=ODIN_SAMPLES, return_scores=True,
-        save_scores=cache / "scores.npz",
+        max_samples=SAMPLES, odin_max_samples=ODIN_SAMPLES, save_scores=cache / "scores.npz",
     )  # fmt: skip
+    scores = df.scores
     return {"net": net, "bench": bench, "df": df, "scores": scores, "cache": cache}
 
 
@@ -127,6 +127,42 @@ def test_aps_choices_and_fits(setup):
     assert threshold == pytest.approx(expected, rel=1e-6)
 
 
+def test_result_carries_scores_grids_timings_and_notes(setup):
+    df = setup["df"]
+    assert isinstance(df, so.evaluation.EvaluationResult) and df.mode == "ood"
+    assert isinstance(df.table, pd.DataFrame) and type(df.table) is pd.DataFrame
+    assert set(df.scores) == set(list_detectors()) and set(df.scores["energy"]) >= {"id", "tin"}
+    for name, grid in df.grids.items():
+        assert {"auroc", "fpr95", "criterion", "best"} <= set(grid.columns), name
+        np.testing.assert_allclose(grid["criterion"], grid["auroc"])  # default criterion
+        assert grid["best"].sum() == 1
+    assert "ash_s" in df.grids and "odin" in df.grids and "energy" not in df.grids
+    assert df.timings["total_s"] >= df.timings["extraction_s"] > 0
+    assert df.attrs["aps_criterion"] == "auroc"
+    assert any("max_samples" in note for note in df.notes)
+
+
+def test_return_scores_still_works_with_a_deprecation_warning(setup):
+    with pytest.warns(FutureWarning, match="return_scores"):
+        df, scores = so.evaluate(
+            setup["net"], setup["bench"], methods="energy", cache=setup["cache"],
+            progress=False, max_samples=SAMPLES, return_scores=True,
+        )  # fmt: skip
+    assert scores is df.scores
+
+
+def test_fpr95_criterion_reaches_the_evaluator(setup):
+    df = so.evaluate(
+        setup["net"], setup["bench"], methods="scale", aps=True, criterion="fpr95",
+        cache=setup["cache"], progress=False, max_samples=SAMPLES,
+    )  # fmt: skip
+    grid = df.grids["scale"]
+    np.testing.assert_allclose(grid["criterion"], -grid["fpr95"])
+    chosen = grid.loc[grid["best"], "percentile"].item()
+    assert df.attrs["aps_choices"]["scale"]["percentile"] == chosen
+    assert df.attrs["aps_criterion"] == "fpr95"
+
+
 def test_warm_rerun_runs_no_forward_pass(setup):
     net = setup["net"]
     calls = []
@@ -150,7 +186,7 @@ def test_report_round_trip_on_real_results(setup, tmp_path):
     written = write_report(setup["df"], tmp_path, scores=setup["scores"])
     for key in ("csv", "json"):
         back = load_results(written[key])
-        pd.testing.assert_frame_equal(back, setup["df"])
+        pd.testing.assert_frame_equal(back, setup["df"].table)
     assert load_results(written["json"]).attrs == json.loads(json.dumps(setup["df"].attrs))
     method_csv = pd.read_csv(written["method_csv/ash_s"])
     assert list(method_csv.columns) == ["dataset", "FPR@95", "AUROC", "AUPR_IN", "AUPR_OUT", "ACC"]

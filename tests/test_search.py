@@ -112,3 +112,32 @@ def test_odin_search_through_the_model():
     np.testing.assert_allclose(result.table["auroc"].to_numpy(), aurocs, atol=1e-12)
     best = int(np.argmax(aurocs))  # argmax returns the first maximum, as the search does
     assert result.table["best"].tolist() == [i == best for i in range(4)]
+
+
+@pytest.mark.parametrize(
+    "criterion",
+    ["fpr95", lambda i, o: float(metrics.aupr_out(i, o))],
+    ids=["fpr95", "callable"],
+)
+def test_criterion_picks_the_best_point_by_its_own_value(criterion):
+    head, id_val, ood_val, _ = _problem(seed=1)
+    result = aps_search("scale", head, id_val, ood_val, criterion=criterion)
+    values = []
+    for p in result.table["percentile"]:
+        det = create_detector("scale", percentile=int(p)).fit(head, id_val)
+        s_id, s_ood = det.score(id_val), det.score(ood_val)
+        if criterion == "fpr95":
+            values.append(-metrics.fpr_at_95(s_id, s_ood, convention="openood"))
+        else:
+            values.append(criterion(s_id, s_ood))
+    np.testing.assert_allclose(result.table["criterion"].to_numpy(), values, atol=1e-12)
+    best = int(np.argmax(values))  # first maximum, as the search keeps ties on the first point
+    assert result.table["best"].tolist() == [i == best for i in range(len(values))]
+    assert result.best_value == pytest.approx(values[best])
+    assert result.best_params["percentile"] == result.table["percentile"].iloc[best]
+
+
+def test_unknown_criterion_is_a_clear_error():
+    head, id_val, ood_val, _ = _problem()
+    with pytest.raises(ValueError, match=r"unknown APS criterion 'f1'.*callable"):
+        aps_search("scale", head, id_val, ood_val, criterion="f1")

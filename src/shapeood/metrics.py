@@ -22,6 +22,7 @@ Conventions (``convention=``):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,7 @@ __all__ = [
     "fpr_at_95",
     "nearest_metrics",
     "ood_metrics",
+    "ood_table",
     "openood_metrics",
 ]
 
@@ -357,3 +359,57 @@ def ood_metrics(
         result["acc"] = accuracy(id_pred, id_labels)
     result["convention"] = convention
     return result
+
+
+# ----------------------------------------------------------------------------- tables
+
+TABLE_COLUMNS = ("FPR@95", "AUROC", "AUPR_IN", "AUPR_OUT")
+GROUP_ROWS = {"near": "nearood", "far": "farood"}
+
+
+def _table_row(id_scores: np.ndarray, ood: Any, convention: FprConvention) -> list[float]:
+    return [
+        100 * fpr_at_95(id_scores, ood, convention=convention),
+        100 * auroc(id_scores, ood),
+        100 * aupr_in(id_scores, ood),
+        100 * aupr_out(id_scores, ood),
+    ]
+
+
+def ood_table(
+    id_scores: Any,
+    ood_scores: Mapping[str, Mapping[str, Any]],
+    csid_scores: Mapping[str, Any] | None = None,
+    convention: FprConvention = "openood",
+) -> Any:
+    """OpenOOD's table of one method: a row per OOD set, then the unweighted group means.
+
+    ``ood_scores`` is ``{"near": {name: scores}, "far": {name: scores}}`` in table order. With
+    ``csid_scores`` (``{name: scores}``, full-spectrum OOD as OpenOOD's ``eval_ood(fsood=True)``)
+    the ID scores are ``id_scores`` followed by every csid set, concatenated. Returns a
+    DataFrame indexed by set name with rows ``<near sets>, nearood, <far sets>, farood`` (a group
+    without sets has no mean row) and columns ``FPR@95, AUROC, AUPR_IN, AUPR_OUT`` in percent.
+
+    >>> import numpy as np
+    >>> t = ood_table(np.array([3.0, 4.0]), {"near": {"a": np.array([1.0, 3.5])}, "far": {}})
+    >>> t.loc["a", "AUROC"], list(t.index)
+    (75.0, ['a', 'nearood'])
+    """
+    import pandas as pd
+
+    parts = [_as_1d_float64(id_scores, "id_scores")]
+    parts += [_as_1d_float64(s, f"csid_scores[{n!r}]") for n, s in (csid_scores or {}).items()]
+    id_all = np.concatenate(parts)
+    unknown = sorted(set(ood_scores) - set(GROUP_ROWS))
+    if unknown:
+        raise ValueError(f"ood_scores groups must be 'near' and 'far', got {unknown}")
+    rows: dict[str, list[float]] = {}
+    for group, mean_row in GROUP_ROWS.items():
+        sets = ood_scores.get(group) or {}
+        members = [_table_row(id_all, scores, convention) for scores in sets.values()]
+        rows.update(zip(sets, members, strict=True))
+        if members:
+            rows[mean_row] = np.mean(members, axis=0).tolist()
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=list(TABLE_COLUMNS))
+    frame.index.name = "dataset"
+    return frame

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from shapeood._types import CRITERIA
 from shapeood.cli._options import add_options, cache_arg
 
 EPILOG = """\
@@ -75,13 +76,15 @@ def run_and_report(
     odin_max_samples: int | None = None,
     grids: dict | None = None,
     title: str | None = None,
+    aps_criterion: str = "auroc",
+    fsood: bool = False,
 ) -> int:
     """Evaluate, print the table and the APS choices, write the report when ``out`` is set."""
     from shapeood.evaluation import evaluate
     from shapeood.report import format_summary, format_table, write_report
 
     started = time.perf_counter()
-    df, scores = evaluate(
+    df = evaluate(
         model,
         benchmark,
         methods=methods,
@@ -98,12 +101,14 @@ def run_and_report(
         max_samples=max_samples,
         odin_max_samples=odin_max_samples,
         grids=grids,
-        return_scores=True,
+        criterion=aps_criterion,
+        fsood=fsood,
     )
+    scores = df.scores
     print(format_table(df) if getattr(args, "per_set", False) else format_summary(df))
     choices = df.attrs.get("aps_choices") or {}
     if choices:
-        print("\nAPS choices (best AUROC of ID-val vs OOD-val):")
+        print(f"\nAPS choices (best {aps_criterion} of ID-val vs OOD-val):")
         for method, chosen in choices.items():
             print(f"  {method:<10} {chosen}")
     for note in df.attrs.get("notes", []):
@@ -132,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
         fpr_convention=args.fpr_convention,
         max_samples=args.max_samples,
         odin_max_samples=args.odin_max_samples,
+        aps_criterion=args.aps_criterion,
+        fsood=args.fsood,
     )
 
 
@@ -160,6 +167,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--aps", action="store_true",
         help="pick each method's parameters by AUROC on the ID-val/OOD-val split (OpenOOD APS)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--aps-criterion", choices=CRITERIA, default="auroc",
+        help="what APS maximises on ID-val vs OOD-val: auroc (default, OpenOOD) or fpr95 "
+        "(lowest FPR@95)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--fsood", action="store_true",
+        help="full-spectrum OOD: count the benchmark's csid (covariate-shifted ID) sets as ID",
     )  # fmt: skip
     parser.add_argument(
         "--param", action="append", metavar="METHOD.PARAM=VALUE",
