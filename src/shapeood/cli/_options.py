@@ -94,10 +94,10 @@ OPTIONS: dict[str, Option] = {
         ("--workers",),
         {
             "type": _non_negative_int,
-            "default": 0,
+            "default": None,
             "metavar": "N",
-            "help": "DataLoader worker processes that decode images (default 0: in the main "
-            "process)",
+            "help": "DataLoader worker processes that decode images (default: min(8, cores - 1) "
+            "for image files, 0 for in-memory arrays; 0 decodes in the main process)",
         },
     ),
     "max_samples": Option(

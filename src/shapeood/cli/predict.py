@@ -55,7 +55,12 @@ def run(args: argparse.Namespace) -> int:
 
     clf = OODClassifier.load(args.detector, device=args.device)
     inputs = collect_images(args.images, args.data_root, transform=clf.transform)
-    loader = DataLoader(inputs, batch_size=args.batch_size, num_workers=args.workers)
+    from shapeood.features.extraction import default_num_workers
+
+    workers = args.workers
+    if workers is None:
+        workers = default_num_workers(inputs, batch_size=args.batch_size)
+    loader = DataLoader(inputs, batch_size=args.batch_size, num_workers=workers)
     handle = open(args.out, "w", newline="") if args.out else sys.stdout
     n_ood = 0
     try:
