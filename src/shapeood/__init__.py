@@ -37,6 +37,8 @@ _LAZY = {
     "deploy": ("shapeood.deploy", None),
     "OODClassifier": ("shapeood.deploy", "OODClassifier"),
     "report": ("shapeood.report", None),
+    "percent": ("shapeood._validation", "percent"),
+    "errors": ("shapeood.errors", None),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -21,7 +21,11 @@ from __future__ import annotations
 
 import errno
 import os
+import pickle
 import shutil
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = [
@@ -33,6 +37,7 @@ __all__ = [
     "DiskError",
     "ShapeoodError",
     "disk_error",
+    "reading",
 ]
 
 
@@ -121,3 +126,35 @@ def _human(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} TiB"
+
+
+def _reason(err: BaseException) -> str:
+    """A short reason for a read failure, without advice that would be unsafe to follow."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if "weights_only" in str(err) or type(err).__name__ == "UnpicklingError":
+        return "it is not a plain file of tensors (or it is damaged)"
+    if "central directory" in text or "zip archive" in text or type(err).__name__ == "BadZipFile":
+        return "truncated or not a valid archive"
+    return text[:200]
+
+
+@contextmanager
+def reading(path: str | os.PathLike, what: str = "file", fix: str = "") -> Iterator[None]:
+    """Turn any failure to parse ``path`` into one :class:`BadFileError` naming it.
+
+    ``FileNotFoundError`` and :class:`ShapeoodError` pass through unchanged; ``fix`` is appended
+    (e.g. "re-download it", "or pass --no-resume").
+    """
+    try:
+        yield
+    except (FileNotFoundError, ShapeoodError):
+        raise
+    except (OSError, ValueError, EOFError, RuntimeError, KeyError, TypeError, AttributeError,
+            ImportError, IndexError, UnicodeDecodeError, pickle.UnpicklingError,
+            zipfile.BadZipFile) as err:  # fmt: skip
+        if isinstance(err, OSError) and err.errno in _DISK_ERRNOS:
+            raise
+        tail = f"; {fix}" if fix else ""
+        raise BadFileError(
+            f"cannot read {what} {os.fspath(path)}: {_reason(err)}{tail}", path
+        ) from err

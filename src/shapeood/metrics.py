@@ -40,11 +40,13 @@ __all__ = [
     "aupr_out",
     "auroc",
     "classic_metrics",
+    "degenerate_reasons",
     "fpr_at_95",
     "nearest_metrics",
     "ood_metrics",
     "ood_table",
     "openood_metrics",
+    "warn_if_degenerate",
 ]
 
 
@@ -177,11 +179,47 @@ def fpr_at_95(
     _check_convention(convention)
     _tail_fraction(recall_level)  # validates the level
     id_ranks, ood_ranks = _joint_ranks(id_scores, ood_scores)
+    warn_if_degenerate(id_ranks, ood_ranks)
     if convention == "openood":
         return _openood_fpr(id_ranks, ood_ranks, recall_level)
     if convention == "classic":
         return _classic_fpr(id_ranks, ood_ranks, recall_level)
     return _nearest_fpr(id_ranks, ood_ranks, recall_level)
+
+
+def degenerate_reasons(id_scores: Any, ood_scores: Any) -> list[str]:
+    """Why a comparison of ``id_scores`` and ``ood_scores`` carries little or no information.
+
+    Constant scores over both sets (a detector that ignores its input: the ``classic`` FPR@95
+    is then 0.0 and AUROC 0.5), or a set whose scores take fewer than 2 distinct values.
+    """
+    id_arr = np.asarray(id_scores.detach().cpu() if torch.is_tensor(id_scores) else id_scores)
+    ood_arr = np.asarray(ood_scores.detach().cpu() if torch.is_tensor(ood_scores) else ood_scores)
+    reasons = []
+    if id_arr.size and ood_arr.size and np.unique(np.concatenate([id_arr, ood_arr])).size == 1:
+        return [
+            "every ID and OOD score is equal (a constant detector): the metrics are meaningless"
+        ]
+    for label, arr in (("ID", id_arr), ("OOD", ood_arr)):
+        distinct = np.unique(arr).size
+        if arr.size >= 2 and distinct < 2:
+            reasons.append(f"all {arr.size} {label} scores are equal")
+        elif arr.size < 2:
+            reasons.append(f"the {label} set has {arr.size} score(s)")
+    return reasons
+
+
+def warn_if_degenerate(id_scores: Any, ood_scores: Any, what: str = "") -> bool:
+    """Warn (``DegenerateResultWarning``) when :func:`degenerate_reasons` finds any; say if so."""
+    import warnings
+
+    from shapeood.errors import DegenerateResultWarning
+
+    reasons = degenerate_reasons(id_scores, ood_scores)
+    if reasons:
+        where = f"{what}: " if what else ""
+        warnings.warn(f"{where}{'; '.join(reasons)}", DegenerateResultWarning, stacklevel=3)
+    return bool(reasons)
 
 
 def accuracy(pred: Any, labels: Any) -> float:

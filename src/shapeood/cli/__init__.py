@@ -2,17 +2,25 @@
 
 Every module of this package that defines ``register(subparsers)`` contributes one
 sub-command; ``register`` adds its parser and sets ``func(args) -> int`` as a default.
+
+Errors are mapped in one place (:func:`error_message`): anything a user can cause prints one
+line, ``shapeood: error: <what and the fix>``, and exits with 2 (usage or input errors) or 1
+(anything unexpected, which also says how to see more). ``--debug`` or ``SHAPEOOD_DEBUG=1``
+prints the traceback too. Warnings print as one line, ``shapeood: warning: <message>``.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import pkgutil
 import sys
+import warnings
 from collections.abc import Sequence
 
-from shapeood.cli._options import apply_options, ensure_common
+from shapeood.cli._options import add_options, apply_options, ensure_common
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,19 +40,130 @@ def build_parser() -> argparse.ArgumentParser:
         register = getattr(module, "register", None)
         if register is not None:
             register(sub)
-    for command in sub.choices.values():
+    for name, command in sub.choices.items():
         ensure_common(command)  # --quiet and --debug everywhere
+        if name in IMAGE_COMMANDS and not _has_dest(command, "skip_bad"):
+            add_options(command, "skip_bad")
+        if name in EXTRACTING_COMMANDS and not _has_dest(command, "no_recompute"):
+            command.add_argument(
+                "--no-recompute",
+                dest="no_recompute",
+                action="store_true",
+                help="stop with an error on a corrupt cache entry instead of recomputing it",
+            )
     return parser
 
 
+IMAGE_COMMANDS = ("eval", "demo", "extract", "fit-detector", "predict", "train")
+EXTRACTING_COMMANDS = ("eval", "demo", "extract", "fit-detector")
+
+
+def _has_dest(parser: argparse.ArgumentParser, dest: str) -> bool:
+    return any(action.dest == dest for action in parser._actions)
+
+
+def _apply_trust_options(args: argparse.Namespace) -> None:
+    """``--skip-bad`` and ``--no-recompute`` become process-wide defaults of the API."""
+    if getattr(args, "skip_bad", False):
+        from shapeood.data import sources
+
+        sources.set_skip_bad_default(True)
+    if getattr(args, "no_recompute", False):
+        from shapeood.features import cache
+
+        cache.set_recompute_default(False)
+
+
+def _debug_requested(argv: Sequence[str] | None) -> bool:
+    words = sys.argv[1:] if argv is None else list(argv)
+    return "--debug" in words or os.environ.get("SHAPEOOD_DEBUG", "").strip() not in ("", "0")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def error_message(err: BaseException) -> tuple[str, int]:
+    """``(message, exit code)`` for an exception reaching the command line."""
+    from shapeood.errors import DiskError, ShapeoodError, disk_error
+
+    if isinstance(err, ShapeoodError):
+        return _one_line(str(err)), 2
+    if isinstance(err, OSError):
+        where = err.filename or ""
+        if err.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT):
+            mapped = disk_error(err, where or ".")
+            if isinstance(mapped, DiskError):
+                return _one_line(str(mapped)), 2
+        if isinstance(err, FileNotFoundError):
+            text = str(err) if not err.filename else f"file or folder not found: {where}"
+            return _one_line(text), 2
+        if isinstance(err, IsADirectoryError):
+            return f"{where} is a folder, expected a file", 2
+        if isinstance(err, NotADirectoryError):
+            return f"{where} is not a folder", 2
+        return _one_line(f"{err.strerror or err}{': ' + str(where) if where else ''}"), 2
+    if isinstance(err, ValueError):
+        return _one_line(str(err)), 2
+    text = str(err)
+    if "CUDA" in text or "cuda" in text:
+        return (
+            "CUDA is not available on this machine (or the GPU failed): use --device cpu or "
+            f"--device auto ({_one_line(text)[:160]})",
+            2,
+        )
+    return (
+        f"unexpected {type(err).__name__}: {_one_line(text)[:300]} (run again with --debug "
+        "for the traceback)",
+        1,
+    )
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    return f"shapeood: warning: {_one_line(str(message))}\n"
+
+
+def _check_device(args: argparse.Namespace) -> None:
+    """``--device cuda`` (or ``cuda:N``, ``mps``) on a machine without it: one clear error."""
+    from shapeood.errors import DeviceError
+
+    device = str(getattr(args, "device", "") or "").lower()
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"--device {device}: no CUDA GPU is available here; use --device cpu or "
+                "--device auto (CUDA when available, else CPU)"
+            )
+        index = device.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise DeviceError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA "
+                "device(s); use cuda:0 or --device auto"
+            )
+    elif device == "mps":
+        import torch
+
+        if not torch.backends.mps.is_available():
+            raise DeviceError("--device mps: MPS is not available here; use --device cpu or auto")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    debug = _debug_requested(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    apply_options(args)  # --quiet switch, --device auto resolved
+    debug = debug or bool(getattr(args, "debug", False))
+    previous_format = warnings.formatwarning
+    if not debug:
+        warnings.formatwarning = _format_warning
     try:
+        _check_device(args)
+        _apply_trust_options(args)
+        apply_options(args)  # --quiet switch, --device auto resolved
         return int(args.func(args) or 0)
     except BrokenPipeError:
         # Output piped into a reader that closed early (``shapeood list methods | head``).
@@ -56,9 +175,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-    except (ValueError, FileNotFoundError) as err:
-        print(f"shapeood: error: {err}", file=sys.stderr)
-        return 2
+    except Exception as err:  # every failure becomes one line (the traceback with --debug)
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        message, code = error_message(err)
+        print(f"shapeood: error: {message}", file=sys.stderr)
+        return code
+    finally:
+        warnings.formatwarning = previous_format
 
 
 if __name__ == "__main__":

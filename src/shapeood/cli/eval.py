@@ -36,7 +36,15 @@ def parse_param(text: str) -> tuple[str, str, Any]:
         raise ValueError(
             f"--param {text!r}: write METHOD.PARAM=VALUE, e.g. --param react.percentile=95"
         )
-    return method.strip(), key.strip(), yaml.safe_load(raw)
+    value = yaml.safe_load(raw)
+    if isinstance(value, str) and value.strip().endswith("%"):  # "0.85%": percent on purpose
+        from shapeood._validation import percent
+
+        try:
+            value = percent(float(value.strip()[:-1]))
+        except ValueError:
+            pass
+    return method.strip(), key.strip(), value
 
 
 def collect_params(items: list[str] | None) -> dict[str, dict[str, Any]]:

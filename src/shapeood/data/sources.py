@@ -36,11 +36,20 @@ from PIL import Image, ImageFile
 from torch.utils.data import Dataset
 
 from shapeood.data.content import file_digest, file_digests
-from shapeood.errors import BadFileError
+from shapeood.errors import BadFileError, reading
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 Transform = Callable[[Any], Any]
+
+
+_SKIP_BAD_DEFAULT = False
+
+
+def set_skip_bad_default(skip: bool) -> None:
+    """Make every image-file source skip unreadable images (the CLI's ``--skip-bad``)."""
+    global _SKIP_BAD_DEFAULT
+    _SKIP_BAD_DEFAULT = bool(skip)
 
 
 class BadImageError(BadFileError):
@@ -145,13 +154,14 @@ def _npz_array(path: Path, key: str) -> np.ndarray:
     if cache_key in _array_cache:
         _array_cache.move_to_end(cache_key)
         return _array_cache[cache_key]
-    with np.load(resolved, allow_pickle=False) as archive:
+    with reading(path, "image archive"), np.load(resolved, allow_pickle=False) as archive:
         if key not in archive.files:
             raise ValueError(
                 f"{path} has no array {key!r} (it has {', '.join(archive.files)}); an image "
                 "archive needs 'images' (N, H, W, 3) uint8 and 'labels' (N,)"
             )
-        array = archive[key]
+        with reading(path, "image archive"):
+            array = archive[key]
     _array_cache[cache_key] = array
     while len(_array_cache) > _ARRAY_CACHE_SIZE:
         _array_cache.popitem(last=False)
@@ -282,7 +292,7 @@ class _FileDataset(_Source):
         self.label_override = _check_override(label_override)
         if self.label_override is not None:
             self.samples = [(p, self.label_override) for p, _ in self.samples]
-        self.skip_bad = bool(skip_bad)
+        self.skip_bad = bool(skip_bad) or _SKIP_BAD_DEFAULT
         self.skipped = []
         if self.skip_bad:
             self._drop_unreadable()

@@ -48,7 +48,7 @@ class _ASH(Detector):
 
     def _shaped_logits(self, h: torch.Tensor) -> torch.Tensor:
         # Shape and multiply block by block (features validated once, by ``_prepare``).
-        kernel = shaping.top_k_kernel(self.name, shaping.k_for(h, float(self.percentile)))
+        kernel = shaping.top_k_kernel(self.name, shaping.k_for(h, self.percentile))
         return shaping.shaped_linear(h, self.head_, kernel)
 
 
@@ -60,7 +60,7 @@ class ASHP(_ASH):
     description = "ASH-P: keep each sample's top (100-p)% activations, zero the rest; energy"
 
     def _shape(self, h: torch.Tensor) -> torch.Tensor:
-        return shaping.ash_p(h, float(self.percentile))
+        return shaping.ash_p(h, self.percentile)
 
 
 @register_detector
@@ -72,7 +72,7 @@ class ASHB(_ASH):
     presets: ClassVar[dict[str, dict[str, Any]]] = {"openood": {"percentile": 90}}
 
     def _shape(self, h: torch.Tensor) -> torch.Tensor:
-        return shaping.ash_b(h, float(self.percentile))
+        return shaping.ash_b(h, self.percentile)
 
 
 @register_detector
@@ -88,4 +88,4 @@ class ASHS(_ASH):
     }
 
     def _shape(self, h: torch.Tensor) -> torch.Tensor:
-        return shaping.ash_s(h, float(self.percentile))
+        return shaping.ash_s(h, self.percentile)

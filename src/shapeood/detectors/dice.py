@@ -62,7 +62,7 @@ class DICE(Detector):
             h = self._require_features(features, "the mean ID feature")
             mean = h.to(torch.float64).mean(dim=0).to(torch.float32)
         self.mean_feature_ = mean.cpu()
-        self.mask_ = shaping.dice_mask(head.weight, self.mean_feature_, float(self.percentile))
+        self.mask_ = shaping.dice_mask(head.weight, self.mean_feature_, self.percentile)
         self.masked_head_ = LinearHead(head.weight * self.mask_, head.bias)
 
     def _shaped_logits(self, h: torch.Tensor) -> torch.Tensor:

@@ -100,9 +100,21 @@ class HIMPLoS(Detector):
                     "HIMPLoS learns class prototypes from labelled ID features: call "
                     "fit(head, features, labels) with the true labels, or pass prototypes="
                 )
+            if not bool(h.any()):
+                import warnings
+
+                from shapeood.errors import DegenerateResultWarning
+
+                warnings.warn(
+                    "HIMPLoS fitted on all-zero features: every class prototype is zero, so "
+                    "the cosine factor and the scores carry no information (check the layer "
+                    "and the data given to fit)",
+                    DegenerateResultWarning,
+                    stacklevel=4,
+                )
             protos = class_means(h, labels, head.num_classes)
         self.prototypes_ = protos.cpu()
-        self.mask_ = shaping.class_row_mask(head.weight, float(self.percentile))
+        self.mask_ = shaping.class_row_mask(head.weight, self.percentile)
 
     def _parts(
         self, h: torch.Tensor, plain: torch.Tensor | None = None

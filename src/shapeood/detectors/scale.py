@@ -39,13 +39,13 @@ class SCALE(Detector):
         self.score_fn = score_fn
 
     def _shaped_logits(self, h: torch.Tensor) -> torch.Tensor:
-        kernel = shaping.top_k_kernel("scale", shaping.k_for(h, float(self.percentile)))
+        kernel = shaping.top_k_kernel("scale", shaping.k_for(h, self.percentile))
         return shaping.shaped_linear(h, self.head_, kernel)
 
     def _shaped_logits_given(self, h: torch.Tensor, plain: torch.Tensor | None) -> torch.Tensor:
         """With the plain logits ``z``: ``W (f h) + b = f (z - b) + b``, no matmul."""
         if plain is None:
             return self._shaped_logits(h)
-        factor = shaping.scale_factor(h, float(self.percentile), checked=True)
+        factor = shaping.scale_factor(h, self.percentile, checked=True)
         bias = self.head_.bias.to(device=plain.device, dtype=plain.dtype)
         return torch.addcmul(bias, factor[:, None], plain - bias)

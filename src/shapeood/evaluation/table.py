@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 
 from shapeood import metrics
 from shapeood.detectors import Detector
+from shapeood.errors import DegenerateResultWarning
 from shapeood.evaluation.plan import Plan
 from shapeood.evaluation.score import MethodScores
 
@@ -49,8 +51,15 @@ def columns(other: str) -> list[str]:
 def method_rows(plan: Plan, scores: MethodScores, plain_acc: float) -> list[dict[str, Any]]:
     """One row per OOD set and per group mean for one method (ID = test, then csid sets)."""
     csid = scores.csid if plan.fsood else None
-    main = metrics.ood_table(scores.id, scores.ood, csid, convention=plan.convention)
-    other = metrics.ood_table(scores.id, scores.ood, csid, convention=plan.other)
+    id_all = torch.cat([torch.as_tensor(scores.id), *map(torch.as_tensor, (csid or {}).values())])
+    method = getattr(scores.detector, "name", "")
+    for sets in scores.ood.values():
+        for set_name, ood in sets.items():  # one warning per set, naming method and set
+            metrics.warn_if_degenerate(id_all, ood, f"{method} on {set_name}".strip())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateResultWarning)
+        main = metrics.ood_table(scores.id, scores.ood, csid, convention=plan.convention)
+        other = metrics.ood_table(scores.id, scores.ood, csid, convention=plan.other)
     n_id = len(scores.id) + sum(len(s) for s in (csid or {}).values())
     sizes = {n: len(s) for sets in scores.ood.values() for n, s in sets.items()}
     groups = {n: g for g, sets in scores.ood.items() for n in sets}

@@ -119,8 +119,23 @@ def _listing_meta(folder: Path) -> dict[str, Any]:
         raise
 
 
-def report_corrupt(err: CorruptCacheError, recompute: bool = True) -> None:
+_RECOMPUTE_DEFAULT = True
+
+
+def set_recompute_default(recompute: bool) -> None:
+    """Default for corrupt entries in ``extract``/``get`` (False: the CLI's --no-recompute)."""
+    global _RECOMPUTE_DEFAULT
+    _RECOMPUTE_DEFAULT = bool(recompute)
+
+
+def recompute_default() -> bool:
+    return _RECOMPUTE_DEFAULT
+
+
+def report_corrupt(err: CorruptCacheError, recompute: bool | None = True) -> None:
     """One line about a corrupt entry (a :class:`CacheWarning`), or re-raise it."""
+    if recompute is None:
+        recompute = _RECOMPUTE_DEFAULT
     if not recompute:
         raise CorruptCacheError(
             f"{err} (recomputing is off: run 'shapeood cache clear {err.key}' or drop "
@@ -191,7 +206,7 @@ class FeatureCache:
         return save_arrays(self.path(key), numpy_arrays, info)
 
     def get(
-        self, key: str, mmap: bool = True, recompute: bool = True
+        self, key: str, mmap: bool = True, recompute: bool | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
         """``(arrays, meta)`` stored under ``key``, verified; None when absent.
 
@@ -316,7 +331,7 @@ class FeatureCache:
 
     def open(
         self, key: str, num_samples: int, chunk_size: int, info: dict[str, Any],
-        recompute: bool = True,
+        recompute: bool | None = None,
     ) -> PartialEntry:  # fmt: skip
         """Start or resume the entry ``key``: a :class:`PartialEntry` that collects chunks."""
         return PartialEntry(self.path(key), num_samples, chunk_size, info, recompute=recompute)
@@ -377,7 +392,7 @@ class PartialEntry(ChunkPlan):
         num_samples: int,
         chunk_size: int,
         info: dict[str, Any],
-        recompute: bool = True,
+        recompute: bool | None = None,
     ) -> None:
         self.folder = Path(folder)
         self.recompute = recompute

@@ -377,7 +377,7 @@ def extract(
     key: str | None = None,
     chunk_size: int | None = None,
     refresh: bool = False,
-    recompute: bool = True,
+    recompute: bool | None = None,
 ) -> FeatureSet:
     """Pooled penultimate features and logits of ``model`` on every sample of ``dataset``.
 
@@ -399,7 +399,8 @@ def extract(
         refresh: recompute even when a complete cached set exists.
         recompute: what to do with a corrupt cache entry (a file failing its checksum, an
             unreadable meta, chunk or progress file): True reports it in one line and
-            recomputes it; False raises ``CorruptCacheError`` naming ``shapeood cache clear``.
+            recomputes it; False raises ``CorruptCacheError`` naming ``shapeood cache clear``;
+            None (default): True unless ``features.cache.set_recompute_default(False)``.
 
     The cache is keyed by content (weights digest computed at this call, split layer,
     transform, the dataset's content fingerprint, precision), never by the dataset's name: the
@@ -528,7 +529,7 @@ def extract(
     return _share(group, fs)
 
 
-def _cached(store: FeatureCache, key: str, name: str, recompute: bool) -> FeatureSet | None:
+def _cached(store: FeatureCache, key: str, name: str, recompute: bool | None) -> FeatureSet | None:
     """The complete entry ``key`` (recording ``name``), or None; a corrupt one is reported."""
     if key not in store:
         return None
@@ -549,7 +550,7 @@ def _cached(store: FeatureCache, key: str, name: str, recompute: bool) -> Featur
 
 def _sliced_from_full(
     store: FeatureCache, fm: Any, dataset: Any, amp: Any, dev: torch.device, key: Any,
-    meta: dict[str, Any], recompute: bool,
+    meta: dict[str, Any], recompute: bool | None,
 ) -> FeatureSet | None:  # fmt: skip
     """Rows of a cached full set when ``dataset`` is a row selection of one, else None."""
     selection = row_selection(dataset)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from shapeood.errors import reading
 from shapeood.paths import data_root
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net")
@@ -63,10 +64,13 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     ``torch.load(weights_only=True)`` on the CPU.
     """
     path = resolve_weights_path(path)
+    fix = "re-save it (torch.save(model.state_dict(), path)) or fetch it again"
     if path.suffix == ".npz":
-        state, meta = read_npz(path)
+        with reading(path, "weights file", fix):
+            state, meta = read_npz(path)
     else:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with reading(path, "weights file", fix):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
         meta = {}
         if isinstance(obj, Mapping):
             for key in WRAPPER_KEYS:

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from shapeood.errors import reading
+
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``.
@@ -39,7 +41,8 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         raise FileNotFoundError(f"no checkpoint at {path}")
     # Checkpoints hold numpy/python RNG states, so full unpickling is needed; only load
     # checkpoints you wrote yourself.
-    return torch.load(path, map_location=map_location, weights_only=False)
+    with reading(path, "training checkpoint", "delete it, or pass --no-resume to start afresh"):
+        return torch.load(path, map_location=map_location, weights_only=False)
 
 
 def rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:

@@ -30,16 +30,30 @@ SOURCE_KEYS = {*SOURCE_KINDS, "root", "rows", "indices", "split", "label_overrid
 
 
 def _read_mapping(path: Path) -> dict[str, Any]:
-    text = path.read_text(encoding="utf-8")
+    from shapeood.errors import BadFileError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise BadFileError(f"{path}: not a UTF-8 text file ({err.reason})", path) from err
     if path.suffix.lower() == ".toml":
         try:
             import tomllib
         except ModuleNotFoundError as err:  # Python 3.10
             raise ValueError("TOML benchmark files need Python 3.11+ (tomllib)") from err
-        return tomllib.loads(text)
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise BadFileError(f"{path}: TOML syntax error: {err}", path) from err
     import yaml
 
-    data = yaml.safe_load(text)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise BadFileError(f"{path}{where}: YAML syntax error: {problem}", path) from err
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a benchmark file must hold a mapping, got {type(data).__name__}")
     return data
