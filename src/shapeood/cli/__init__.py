@@ -75,7 +75,7 @@ def _apply_trust_options(args: argparse.Namespace) -> None:
 
 
 def _debug_requested(argv: Sequence[str] | None) -> bool:
-    words = sys.argv[1:] if argv is None else list(argv)
+    words = sys.argv[1:] if argv is None else [*argv]  # (the "list" command shadows list)
     return "--debug" in words or os.environ.get("SHAPEOOD_DEBUG", "").strip() not in ("", "0")
 
 

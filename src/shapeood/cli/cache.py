@@ -9,6 +9,9 @@ from typing import Any
 from shapeood.cli._options import add_options, ensure_common
 
 EPILOG = """\
+A KEY (or key prefix) that matches several entries, or a blank one, removes nothing: the
+command lists what it would have removed. --all is the only way to clear everything.
+
 examples:
   shapeood cache list
   shapeood cache list --cache-dir /tmp/features
@@ -16,9 +19,6 @@ examples:
   shapeood cache clear KEY1 KEY2                   # several entries, each named
   shapeood cache clear --all --kind odin           # every ODIN score entry
   shapeood cache clear --all                       # everything
-
-A KEY (or key prefix) that matches several entries, or a blank one, removes nothing: the
-command lists what it would have removed. --all is the only way to clear everything.
 """
 
 
