@@ -39,9 +39,7 @@ def metric_columns(df: pd.DataFrame) -> list[str]:
 
 def is_aggregated(df: pd.DataFrame) -> bool:
     """Whether ``df`` came from ``aggregate`` (it has ``<metric>_std`` columns)."""
-    return bool(df.attrs.get("aggregated")) or any(
-        str(c).endswith(STD_SUFFIX) for c in df.columns
-    )
+    return bool(df.attrs.get("aggregated")) or any(str(c).endswith(STD_SUFFIX) for c in df.columns)
 
 
 def run_labels(tables: Sequence[pd.DataFrame], labels: Sequence[str] | None = None) -> list[str]:
@@ -117,9 +115,7 @@ def _common(values: list[Any]) -> Any:
     return distinct[0] if len(distinct) == 1 else " | ".join(str(v) for v in distinct)
 
 
-def aggregate(
-    tables: Sequence[pd.DataFrame], labels: Sequence[str] | None = None
-) -> pd.DataFrame:
+def aggregate(tables: Sequence[pd.DataFrame], labels: Sequence[str] | None = None) -> pd.DataFrame:
     """Mean and population std (ddof=0) per cell over the runs' ``evaluate`` tables.
 
     Args:

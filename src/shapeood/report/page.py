@@ -136,7 +136,7 @@ def _summary(df: pd.DataFrame, element_id: str | None = "summary") -> str:
     ident = f' id="{element_id}"' if element_id else ""
     return (
         f'<table class="summary"{ident}><thead><tr>{head}</tr></thead>'
-        f"<tbody>{body}</tbody></table><p class=\"note\">{note}</p>"
+        f'<tbody>{body}</tbody></table><p class="note">{note}</p>'
     )
 
 
@@ -212,7 +212,7 @@ def _detail(df: pd.DataFrame) -> list[str]:
             param_text = f'<p class="note">parameters: {_e(params.iloc[0])}</p>'
         parts.append(
             f"<details><summary>{_e(method)}</summary>{param_text}"
-            f"<table class=\"detail\"><tr>{head}</tr>{body}</table></details>"
+            f'<table class="detail"><tr>{head}</tr>{body}</table></details>'
         )
     return parts
 
@@ -299,9 +299,7 @@ def html_page(
     parts += _aps(df, aps_images or {}, aps_warnings or {})
     if roc_images:
         parts.append("<h2>ROC curves</h2>")
-        parts.append(
-            f'<p class="note">{_e(scores_note)}</p>' if scores_note else ""
-        )
+        parts.append(f'<p class="note">{_e(scores_note)}</p>' if scores_note else "")
         for set_name, path in roc_images.items():
             parts += [f"<h3>ID vs {_e(set_name)}</h3>", image_tag(path, f"ROC: ID vs {set_name}")]
     if hist_images:

@@ -190,7 +190,7 @@ def plot_histograms(
         bottom=0.5 / height, wspace=0.32, hspace=0.58,
     )  # fmt: skip
     flat = list(axes.flat)
-    for ax in flat[len(methods):]:
+    for ax in flat[len(methods) :]:
         ax.set_visible(False)
     smallest = math.inf
     for ax, method in zip(flat, methods, strict=False):

@@ -311,9 +311,7 @@ def _latex_escape(text: str) -> str:
 def summary_latex(df: pd.DataFrame, digits: int = 2, caption: str | None = None) -> str:
     """The summary as a booktabs ``tabular`` (best in ``\\textbf``), ready to paste."""
     summary = summary_frame(df)
-    columns, rows = _summary_cells(
-        summary, digits, r" $\pm$ ", lambda t: r"\textbf{" + t + "}"
-    )
+    columns, rows = _summary_cells(summary, digits, r" $\pm$ ", lambda t: r"\textbf{" + t + "}")
     groups = list(dict.fromkeys(c.split(" ", 1)[0] for c in columns if c != ACC_COLUMN))
     lines = [
         f"% {_latex_escape(convention_note(df)).replace(PLUS_MINUS, '+-')}",
