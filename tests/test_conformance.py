@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -53,3 +54,19 @@ def test_a_newly_registered_detector_is_checked_without_other_edits():
             check_detector(list_detectors()["flipped_test"].cls())
     finally:
         registry_module._REGISTRY.pop("flipped_test")
+
+
+def test_readme_method_example_registers_and_conforms():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Extending shapeood") :]
+    start = section.index("```python") + len("```python")
+    code = section[start : section.index("```", start)]
+    namespace: dict = {"__name__": __name__}  # so that pickling finds the class here
+    try:
+        exec(compile(code, "README.md", "exec"), namespace)
+        globals()["Clip"] = namespace["Clip"]
+        check_detector(namespace["Clip"]())
+        assert "clip" in list_detectors()
+    finally:
+        registry_module._REGISTRY.pop("clip", None)
+        globals().pop("Clip", None)
