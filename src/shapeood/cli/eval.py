@@ -23,6 +23,10 @@ examples:
       --weights ckpt.pth --methods all --aps --device cuda --out runs/c10
   shapeood eval --benchmark my_benchmark.yaml --model torchvision:resnet50 --weights DEFAULT \\
       --param react.percentile=95 --param ash_s.percentile=90
+  shapeood eval --benchmark cifar10_offline --model resnet20_cifar10 --model resnet32_cifar10 \\
+      --model resnet56_cifar10 --methods energy,scale --out runs/three   # mean ± std
+  shapeood eval --benchmark cifar10_offline --model resnet20_cifar10 --weights s0/model.pt \\
+      --weights s1/model.pt --weights s2/model.pt --methods scale --out runs/seeds
 """
 
 
@@ -72,7 +76,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 def run_and_report(
     args: argparse.Namespace,
     *,
-    model: str,
+    model: str | list[str],
     benchmark: str,
     methods: str,
     aps: bool,
@@ -114,17 +118,23 @@ def run_and_report(
     )
     scores = df.scores
     print(format_table(df) if getattr(args, "per_set", False) else format_summary(df))
-    choices = df.attrs.get("aps_choices") or {}
-    if choices:
+    runs = df.attrs.get("runs") or [{"label": "", "aps_choices": df.attrs.get("aps_choices")}]
+    if any(run.get("aps_choices") for run in runs):
         print(f"\nAPS choices (best {aps_criterion} of ID-val vs OOD-val):")
-        for method, chosen in choices.items():
-            print(f"  {method:<10} {chosen}")
+        for run in runs:
+            if run["label"]:
+                print(f"  {run['label']}:")
+            for method, chosen in (run.get("aps_choices") or {}).items():
+                print(f"  {method:<10} {chosen}")
     for note in df.attrs.get("notes", []):
         print(f"note: {note}")
     if out:
         from shapeood.evaluation import save_score_file
 
         out_dir = Path(out)
+        per_run = zip(df.attrs.get("run_labels", []), df.attrs.get("run_scores", []), strict=True)
+        for label, run_scores in per_run:  # several runs: all scores kept, plots from the first
+            save_score_file(out_dir / "scores" / f"{label}.npz", run_scores)
         written = write_report(df, out_dir, scores=scores, title=title)
         save_score_file(out_dir / "scores.npz", scores)
         print(f"\nreport: {written['html']}  (also results.csv, results.json, results.md)")
@@ -132,15 +142,29 @@ def run_and_report(
     return 0
 
 
+def _models_and_weights(args: argparse.Namespace) -> tuple[Any, Any]:
+    """One run, or several (``--model`` and/or ``--weights`` repeated)."""
+    models, weights = list(args.model), list(args.weights or [])
+    if len(models) == 1 and len(weights) <= 1:
+        return models[0], (weights[0] if weights else None)
+    if len(models) > 1 and len(weights) not in (0, len(models)):
+        raise ValueError(
+            f"--model given {len(models)} times and --weights {len(weights)} times: give one "
+            "--weights per --model, or one --model with several --weights"
+        )
+    return models, (weights or None)
+
+
 def run(args: argparse.Namespace) -> int:
+    model, weights = _models_and_weights(args)
     return run_and_report(
         args,
-        model=args.model,
+        model=model,
         benchmark=args.benchmark,
         methods=args.methods,
         aps=args.aps,
         out=args.out,
-        weights=args.weights,
+        weights=weights,
         params=collect_params(args.param),
         fpr_convention=args.fpr_convention,
         max_samples=args.max_samples,
@@ -164,10 +188,15 @@ def register(subparsers: Any) -> None:
         help="built-in name ('shapeood list benchmarks') or a YAML/TOML benchmark file",
     )  # fmt: skip
     parser.add_argument(
-        "--model", required=True, metavar="SPEC",
-        help="kit name ('shapeood list models'), torchvision:NAME, timm:NAME or a checkpoint",
+        "--model", required=True, metavar="SPEC", action="append",
+        help="kit name ('shapeood list models'), torchvision:NAME, timm:NAME or a checkpoint; "
+        "repeat for several runs (aggregated: mean ± std per cell)",
     )  # fmt: skip
-    parser.add_argument("--weights", metavar="W", help="weights file or torchvision enum name")
+    parser.add_argument(
+        "--weights", metavar="W", action="append",
+        help="weights file or torchvision enum name; repeat (one per --model, or several for "
+        "one --model) for several runs",
+    )  # fmt: skip
     parser.add_argument(
         "--methods", default="all", metavar="all|a,b,c",
         help="comma-separated method names (default all; 'shapeood list methods')",

@@ -31,6 +31,7 @@ from shapeood.evaluation.inputs import (
 )
 from shapeood.evaluation.result import EvaluationResult, load_score_file, save_score_file
 from shapeood.evaluation.run import evaluate
+from shapeood.evaluation.runs import evaluate_runs, run_pairs
 from shapeood.evaluation.table import METRIC_COLUMNS
 from shapeood.features.perturbation import score_inputs
 
@@ -38,12 +39,14 @@ __all__ = [
     "METRIC_COLUMNS",
     "EvaluationResult",
     "evaluate",
+    "evaluate_runs",
     "load_score_file",
     "method_grid",
     "method_params",
     "resolve_benchmark",
     "resolve_methods",
     "resolve_model",
+    "run_pairs",
     "save_score_file",
     "score_inputs",
 ]

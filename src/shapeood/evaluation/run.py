@@ -137,7 +137,9 @@ def evaluate(
 
     Args:
         model: ``nn.Module``, FeatureModel (``shapeood.models.adapt``) or a spec string for
-            ``shapeood.models.load_model`` (kit name, ``torchvision:NAME``, checkpoint path).
+            ``shapeood.models.load_model`` (kit name, ``torchvision:NAME``, checkpoint path);
+            a list of them (or one spec with a list of ``weights``) evaluates every run and
+            returns the aggregated table (``shapeood.evaluation.runs.evaluate_runs``).
         benchmark: a ``Benchmark``, a registered name or a benchmark file.
         methods: ``"all"``, ``"energy,ash_s"`` or a list of registry names.
         aps: search each method's grid (its ``aps_grid`` or ``grids[name]``) on ID-val vs
@@ -161,6 +163,17 @@ def evaluate(
         AUPR_OUT, ACC, group, ACC_shaped, FPR@95_<other>, fpr_convention, params, fitted, n_id,
         n_ood`` (percent) carrying ``.scores``, ``.grids``, ``.timings``, ``.notes``, ``.mode``.
     """
+    if isinstance(model, (list, tuple)) or isinstance(weights, (list, tuple)):
+        from shapeood.evaluation.runs import evaluate_runs  # several runs: mean ± std
+
+        return evaluate_runs(
+            model, benchmark, weights=weights, methods=methods, aps=aps,
+            fpr_convention=fpr_convention, device=device, batch_size=batch_size, cache=cache,
+            save_scores=save_scores, progress=progress, params=params, data_root=data_root,
+            grids=grids, max_samples=max_samples, odin_max_samples=odin_max_samples,
+            num_workers=num_workers, amp=amp, criterion=criterion, fsood=fsood,
+            return_scores=return_scores,
+        )  # fmt: skip
     started = time.perf_counter()
     plan = make_plan(
         model, benchmark, methods, aps=aps, fsood=fsood, fpr_convention=fpr_convention,

@@ -8,7 +8,7 @@ best marked). ``write_report(results, out_dir, scores=None)`` writes CSV (OpenOO
 Markdown, LaTeX, figures and ``report.html``; ``load_results`` reads CSV/JSON back.
 """
 
-from shapeood.report.aggregate import STD_SUFFIX, aggregate, is_aggregated, metric_columns
+from shapeood.aggregation import STD_SUFFIX, aggregate, is_aggregated, metric_columns
 from shapeood.report.plots import (
     edge_warnings,
     fpr95_point,

@@ -18,8 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from shapeood.report.aggregate import is_aggregated
-from shapeood.report.plots import FEW_SAMPLES
+from shapeood.aggregation import is_aggregated
+from shapeood.report.plots import FEW_SAMPLES, label_of
 from shapeood.report.tables import (
     GROUP_MEANS,
     _arrow,
@@ -238,8 +238,9 @@ def _aps(
         return []
     parts = [
         "<h2>APS: hyperparameter search</h2>",
-        '<p class="note">Criterion: AUROC of ID-val vs OOD-val at every grid point; the '
-        "highest wins (ties: the first grid point).</p>",
+        f'<p class="note">Criterion: {_e(label_of(str(a.get("aps_criterion") or "auroc")))} of '
+        "ID-val vs OOD-val at every grid point; the highest wins (ties: the first grid "
+        "point).</p>",
     ]
     parts.append('<div class="cards">')
     for method in methods:

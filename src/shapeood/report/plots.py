@@ -223,8 +223,12 @@ def plot_histograms(
 
 # ----------------------------------------------------------------------------- APS grids
 
-CRITERION = "auroc"
-_NOT_PARAMS = ("auroc", "fpr95", "best")
+_NOT_PARAMS = ("auroc", "fpr95", "criterion", "best")
+
+
+def _criterion(record: Mapping[str, Any]) -> float:
+    """A grid point's criterion value in percent (the search's ``criterion``, else AUROC)."""
+    return 100 * float(record.get("criterion", record["auroc"]))
 
 
 def _grid_parts(records: Sequence[Mapping[str, Any]]) -> tuple[list[str], dict[str, list]]:
@@ -235,6 +239,11 @@ def _grid_parts(records: Sequence[Mapping[str, Any]]) -> tuple[list[str], dict[s
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def label_of(criterion: str) -> str:
+    """How a criterion reads on an axis (``fpr95`` is searched as ``-FPR@95``)."""
+    return {"auroc": "AUROC", "fpr95": "criterion (-FPR@95)"}.get(criterion, str(criterion))
 
 
 def edge_warnings(method: str, records: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -267,6 +276,7 @@ def plot_aps(
     method: str,
     runs: Sequence[tuple[str, Sequence[Mapping[str, Any]]]],
     path: Path,
+    criterion: str = "auroc",
 ) -> Path | None:
     """The APS grid of ``method`` with each point's criterion (validation AUROC, %).
 
@@ -289,7 +299,7 @@ def plot_aps(
             xs = [r[name] for r in records]
             numeric = all(_is_number(x) for x in xs)
             positions = xs if numeric else list(range(len(xs)))
-            ys = [100 * float(r[CRITERION]) for r in records]
+            ys = [_criterion(r) for r in records]
             ax.plot(positions, ys, marker="o", ms=4, lw=1.3, label=label, **styles[label])
             best = [i for i, r in enumerate(records) if r.get("best")]
             for i in best:
@@ -298,7 +308,7 @@ def plot_aps(
             if not numeric:
                 ax.set_xticks(positions, [str(x) for x in xs])
         ax.set_xlabel(name, fontsize=10)
-        ax.set_ylabel("AUROC ID-val vs OOD-val (%)", fontsize=10)
+        ax.set_ylabel(f"{label_of(criterion)} ID-val vs OOD-val (%)", fontsize=9)
         ax.set_title(f"APS grid: {method} (star = chosen)", fontsize=11)
         ax.tick_params(labelsize=9)
         ax.grid(alpha=0.25)
@@ -318,7 +328,7 @@ def plot_aps(
             chosen = None
             for r in records:
                 i, j = rows.index(r[first]), cols.index(r[second])
-                grid[i, j] = 100 * float(r[CRITERION])
+                grid[i, j] = _criterion(r)
                 if r.get("best"):
                     chosen = (i, j)
             image = ax.imshow(grid, cmap="viridis", aspect="auto", origin="lower")
@@ -337,7 +347,9 @@ def plot_aps(
             ax.tick_params(labelsize=9)
             ax.set_title(label if len(runs) > 1 else f"APS grid: {method}", fontsize=10)
         if image is not None:
-            fig.colorbar(image, ax=list(axes.flat), label="AUROC ID-val vs OOD-val (%)")
+            fig.colorbar(
+                image, ax=list(axes.flat), label=f"{label_of(criterion)} ID-val vs OOD-val (%)"
+            )
         if len(runs) > 1:
             fig.suptitle(f"APS grid: {method} (outlined = chosen)", fontsize=11)
     fig.savefig(path, dpi=DPI)

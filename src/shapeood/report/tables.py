@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shapeood.report.aggregate import STD_SUFFIX, is_aggregated
+from shapeood.aggregation import STD_SUFFIX, is_aggregated
 
 OPENOOD_COLUMNS = ("dataset", "FPR@95", "AUROC", "AUPR_IN", "AUPR_OUT", "ACC")
 GROUP_MEANS = ("nearood", "farood")

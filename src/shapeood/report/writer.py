@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shapeood.report.aggregate import STD_SUFFIX, is_aggregated
+from shapeood.aggregation import STD_SUFFIX, is_aggregated
 from shapeood.report.page import html_page
 from shapeood.report.plots import edge_warnings, method_styles, plot_aps, plot_histograms, plot_roc
 from shapeood.report.tables import (
@@ -84,7 +84,9 @@ def _plain(value: Any) -> Any:
 
 def _json_payload(df: pd.DataFrame) -> dict[str, Any]:
     rows = [{k: _json_cell(v) for k, v in r.items()} for r in df.to_dict(orient="records")]
-    return {"attrs": _plain(dict(df.attrs)), "columns": list(df.columns), "rows": rows}
+    # per-run tables go to per_run/, per-run scores beside the report (not into the JSON)
+    attrs = {k: v for k, v in df.attrs.items() if k not in ("run_tables", "run_scores")}
+    return {"attrs": _plain(attrs), "columns": list(df.columns), "rows": rows}
 
 
 def _safe(name: str) -> str:
@@ -124,8 +126,8 @@ def write_report(
         scores: per-sample scores ``{method: {"id": ..., set: ...}}`` or a score ``.npz``;
             without them no ROC or histogram is drawn (aggregated reports: one run's scores).
         title: page title (default from the benchmark and model in ``results.attrs``).
-        runs: the per-run tables of an aggregated ``results``: written to ``per_run/`` and
-            summarised on the page.
+        runs: the per-run tables of an aggregated ``results`` (default its
+            ``attrs["run_tables"]``): written to ``per_run/`` and summarised on the page.
 
     Returns:
         ``{"csv", "json", "markdown", "latex", "html", "method_csv/<m>", "roc/<set>",
@@ -158,7 +160,7 @@ def write_report(
     written["latex"] = out / "results.tex"
     written["latex"].write_text(summary_latex(frame, caption=page_title) + "\n", encoding="utf-8")
 
-    run_tables = list(runs or [])
+    run_tables = list(runs if runs is not None else frame.attrs.get("run_tables") or [])
     if run_tables:
         (out / "per_run").mkdir(exist_ok=True)
         labels = frame.attrs.get("run_labels") or [f"run{i + 1}" for i in range(len(run_tables))]
@@ -185,7 +187,8 @@ def write_report(
     for method in methods:
         per_run = [(label, tables.get(method, [])) for label, tables in _aps_runs(frame)]
         plots.mkdir(exist_ok=True)
-        path = plot_aps(method, per_run, plots / f"aps_{_safe(method)}.png")
+        path = plot_aps(method, per_run, plots / f"aps_{_safe(method)}.png",
+                        criterion=str(frame.attrs.get("aps_criterion") or "auroc"))  # fmt: skip
         if path is not None:
             aps_images[method] = written[f"aps/{method}"] = path
 

@@ -1,5 +1,8 @@
 """Several runs, one table: mean and population standard deviation per cell.
 
+A pure table function (numpy and pandas only), so that both the evaluator (``evaluate`` over a
+list of models) and the report (``shapeood.report.aggregate``, the public name) use it.
+
 OpenOOD's ``scripts/eval_ood.py`` reports CIFAR results over three training runs as
 ``mean ± std`` per cell; ``aggregate`` does the same for the DataFrames of ``shapeood.evaluate``:
 
@@ -172,7 +175,10 @@ def aggregate(tables: Sequence[pd.DataFrame], labels: Sequence[str] | None = Non
     out.attrs.update(
         {
             key: base[key]
-            for key in ("benchmark", "protocol", "fpr_convention", "other_fpr_convention", "aps")
+            for key in (
+                "benchmark", "protocol", "fpr_convention", "other_fpr_convention", "aps",
+                "aps_criterion", "mode",
+            )
             if key in base
         }
     )
