@@ -51,3 +51,23 @@ def test_shaped_linear_equals_shape_then_head(data, monkeypatch):
     for name, fn in (("ash_p", shaping.ash_p), ("ash_s", shaping.ash_s), ("scale", shaping.scale)):
         got = shaping.shaped_linear(test, head, shaping.top_k_kernel(name, k))
         torch.testing.assert_close(got, head(fn(test, 65)), rtol=1e-6, atol=1e-5)
+
+
+def test_small_work_runs_on_one_thread_and_restores_the_count(data):
+    from shapeood._threads import SMALL_WORK, single_threaded_below
+
+    before = torch.get_num_threads()
+    with single_threaded_below(10):
+        inside_small = torch.get_num_threads()
+    with single_threaded_below(SMALL_WORK):
+        inside_large = torch.get_num_threads()
+    assert inside_small == 1 and inside_large == before == torch.get_num_threads()
+    head, train, labels, test = data
+    det = create_detector("ash_s", percentile=90).fit(head, train, labels)
+    torch.set_num_threads(max(2, before))
+    try:
+        scores = det.score(test)
+        assert torch.get_num_threads() == max(2, before)
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(scores, det.score(test))

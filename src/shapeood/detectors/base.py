@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from shapeood import scores as logit_scores
+from shapeood._threads import numel, single_threaded_below, small_detector_work
 from shapeood._types import SCORE_NAMES, BenchmarkFamily, FitSplit, ScoreName
 from shapeood._validation import check_features
 from shapeood.detectors.constraints import Constraint
@@ -224,13 +225,15 @@ class Detector:
         self._forget_fit()
         self._validate_params()
         fitted_head = as_head(head).to(torch.float32)
-        h = None
-        if features is not None:
-            h = self._prepare(features, head=fitted_head, name="fit features")
-        y = None
-        if labels is not None and self.requires_labels:
-            y = self._prepare_labels(labels, h, fitted_head)
-        self._fit(fitted_head, h, y)
+        cost = (0 if features is None else numel(features)) * max(8, fitted_head.num_classes)
+        with single_threaded_below(max(cost, fitted_head.weight.numel())):
+            h = None
+            if features is not None:
+                h = self._prepare(features, head=fitted_head, name="fit features")
+            y = None
+            if labels is not None and self.requires_labels:
+                y = self._prepare_labels(labels, h, fitted_head)
+            self._fit(fitted_head, h, y)
         self.head_ = fitted_head
         return self
 
@@ -363,6 +366,7 @@ class Detector:
         h = self._prepare(features)
         return h, self._shaped_logits_given(h, self._prepare_plain_logits(plain_logits, h))
 
+    @small_detector_work
     def logits(self, features: Any, plain_logits: Any = None) -> torch.Tensor:
         """Shaped logits (N, C) (the plain logits for methods that do not shape).
 
@@ -376,15 +380,18 @@ class Detector:
         # A new tensor, never (a view of) the caller's array.
         return logits.clone() if logits is plain else logits
 
+    @small_detector_work
     def score(self, features: Any, plain_logits: Any = None) -> torch.Tensor:
         """OOD score (N,), higher = more in-distribution (``plain_logits``: as in ``logits``)."""
         h, logits = self._outputs(features, plain_logits)
         return self._score_from_logits(logits, h)
 
+    @small_detector_work
     def predict(self, features: Any, plain_logits: Any = None) -> torch.Tensor:
         """Predicted class (N,): argmax of the shaped logits (``plain_logits`` as in ``logits``)."""
         return self._outputs(features, plain_logits)[1].argmax(dim=1)
 
+    @small_detector_work
     def score_and_predict(
         self, features: Any, plain_logits: Any = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
