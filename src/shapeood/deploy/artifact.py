@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from shapeood._fileio import atomic_write
 from shapeood.head import LinearHead
 
 FORMAT = "shapeood-detector"
@@ -96,14 +97,10 @@ def _array(arrays: Mapping[str, np.ndarray], key: str) -> np.ndarray:
 
 def write(path: str | os.PathLike, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> Path:
     """Write ``header`` (JSON-able) and ``arrays`` to ``path`` (exactly that name)."""
-    out = Path(path).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **header})
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, header=np.array(text), **arrays)
-    os.replace(tmp, out)
-    return out
+    return atomic_write(
+        Path(path).expanduser(), lambda handle: np.savez(handle, header=np.array(text), **arrays)
+    )
 
 
 def read(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

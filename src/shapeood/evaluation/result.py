@@ -52,7 +52,7 @@ def make_result(table: pd.DataFrame, **metadata: Any) -> EvaluationResult:
 
 def save_score_file(path: str | os.PathLike, scores: Mapping[str, Mapping[str, Any]]) -> Path:
     """Write ``{method: {set: scores}}`` as one ``.npz`` with keys ``"<method>/<set>"``."""
-    from shapeood.features.store import atomic_write
+    from shapeood._fileio import atomic_write
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

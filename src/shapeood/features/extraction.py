@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from shapeood import distributed as dist_utils
 from shapeood.errors import CorruptCacheError
-from shapeood.features import distributed as dist_utils
 from shapeood.features.cache import ChunkPlan, FeatureCache, MemoryChunks, report_corrupt
 from shapeood.features.featureset import FeatureSet
 from shapeood.features.keys import (

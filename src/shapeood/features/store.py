@@ -24,15 +24,16 @@ from __future__ import annotations
 import json
 import os
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
 
-from shapeood.errors import CorruptCacheError, disk_error
+from shapeood._fileio import atomic_write
+from shapeood.errors import CorruptCacheError
 from shapeood.features.featureset import FeatureSet
 
 ARRAYS = ("features", "logits", "labels")
@@ -44,29 +45,6 @@ _verified: dict[tuple, str] = {}
 
 
 # ----------------------------------------------------------------------------- writing
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], None], size_hint: int | None = None):
-    """Write ``path`` through ``write(file)`` into a temporary file, fsync, then rename.
-
-    A full or read-only disk raises :class:`~shapeood.errors.DiskError` naming ``path``.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        raise disk_error(err, path, size_hint) from err
-    finally:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

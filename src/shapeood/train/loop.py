@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from shapeood import progress
+from shapeood.distributed import Group, all_gather, all_reduce_sum, init_distributed
 from shapeood.shaping import check_ish_percentile
 from shapeood.train.checkpoint import (
     atomic_save,
@@ -33,7 +34,6 @@ from shapeood.train.checkpoint import (
     seed_worker,
     set_rng_state,
 )
-from shapeood.train.distributed import DistInfo, all_gather, all_reduce_sum, init_distributed
 from shapeood.train.ish import apply_ish, remove_ish
 from shapeood.train.optim import make_optimizer
 from shapeood.train.schedule import cosine_schedule
@@ -140,7 +140,7 @@ class Trainer:
         self.head_name = head_name or _head_module_name(model)
         self.callbacks = list(callbacks)
         self.history: list[dict[str, Any]] = []
-        self.dist = DistInfo()
+        self.dist = Group()
 
     # ------------------------------------------------------------------ set-up
 

@@ -1,9 +1,8 @@
-"""torch.distributed plumbing for extraction: who am I, gather chunks, broadcast results.
+"""torch.distributed plumbing shared by extraction and training: who am I, gather, broadcast.
 
-When a process group is initialised (``torchrun``; gloo on CPU, NCCL on GPUs), chunks are dealt
-round-robin to ranks; after each round every rank's chunk is gathered, rank 0 writes the cache,
-and at the end rank 0 broadcasts the finished set so that every rank returns the same result.
-Collectives run on the CPU for gloo and on the current CUDA device for NCCL.
+When a process group is initialised (``torchrun``; gloo on CPU, NCCL on GPUs) every helper acts
+across ranks; in a single process each is the identity. Collectives run on the CPU for gloo and
+on this rank's CUDA device for NCCL (``Group.device``).
 """
 
 from __future__ import annotations
@@ -18,10 +17,11 @@ import torch.distributed as dist
 
 @dataclass(frozen=True)
 class Group:
-    """Rank, world size and the device collectives must use (world 1 = no distribution)."""
+    """``rank`` of ``world_size`` (``local_rank`` on its node) and the collectives' device."""
 
     rank: int = 0
     world_size: int = 1
+    local_rank: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
@@ -31,6 +31,12 @@ class Group:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
+
+    enabled = distributed
+
+
+def _local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def local_cuda_index() -> int:
@@ -43,11 +49,27 @@ def current_group() -> Group:
     """The default process group, or a single-process :class:`Group` when none is set up."""
     if not (dist.is_available() and dist.is_initialized()):
         return Group()
-    backend = str(dist.get_backend()).lower()
     device = torch.device("cpu")
-    if "nccl" in backend:
+    if "nccl" in str(dist.get_backend()).lower():
         device = torch.device("cuda", local_cuda_index())
-    return Group(dist.get_rank(), dist.get_world_size(), device)
+    return Group(dist.get_rank(), dist.get_world_size(), _local_rank(), device)
+
+
+def init_distributed(device_type: str = "cpu") -> Group:
+    """Join the process group torchrun describes (``WORLD_SIZE`` > 1); single process otherwise.
+
+    Backend: NCCL for CUDA, gloo for CPU. An already initialised group is reused.
+    """
+    if dist.is_available() and dist.is_initialized():
+        return current_group()
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Group()
+    if not dist.is_available():
+        raise RuntimeError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
+    if device_type == "cuda":
+        torch.cuda.set_device(_local_rank())
+    dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return current_group()
 
 
 def broadcast_object(group: Group, obj: Any = None) -> Any:
@@ -57,6 +79,30 @@ def broadcast_object(group: Group, obj: Any = None) -> Any:
     box = [obj if group.is_main else None]
     dist.broadcast_object_list(box, src=0, device=group.device)
     return box[0]
+
+
+def all_gather(obj: Any, group: Group) -> list[Any]:
+    """Every rank's ``obj`` in rank order (``[obj]`` in a single process)."""
+    if not group.distributed:
+        return [obj]
+    out: list[Any] = [None] * group.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def all_reduce_sum(values: list[float], group: Group, device: torch.device) -> list[float]:
+    """Sum a few numbers over all ranks (identity in a single process)."""
+    if not group.distributed:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def barrier(group: Group) -> None:
+    """Wait for every rank (nothing in a single process)."""
+    if group.distributed:
+        dist.barrier()
 
 
 def all_gather_rows(
