@@ -126,6 +126,9 @@ def auroc(id_scores: Any, ood_scores: Any) -> float:
 
     Identical under every convention (OpenOOD's OOD-positive ROC on ``-conf`` has the same area);
     constant scores give 0.5.
+
+    >>> auroc([3.0, 2.0], [1.0, 2.0])
+    0.875
     """
     id_ranks, ood_ranks = _joint_ranks(id_scores, ood_scores)
     sorted_id = np.sort(id_ranks)
@@ -222,14 +225,26 @@ def warn_if_degenerate(id_scores: Any, ood_scores: Any, what: str = "") -> bool:
     return bool(reasons)
 
 
-def accuracy(pred: Any, labels: Any) -> float:
-    """Fraction of ``pred == labels`` (both 1-D, same length)."""
+def accuracy(pred: Any, labels: Any, labelled_only: bool = False) -> float:
+    """Fraction of ``pred == labels`` (both 1-D, same length).
+
+    ``labelled_only``: count only rows with a label >= 0 (OOD and unlabelled rows carry -1);
+    a ``ValueError`` when there is none.
+
+    >>> accuracy([0, 1, 2, 2], [0, 1, 1, -1], labelled_only=True)
+    0.6666666666666666
+    """
     pred_arr = _as_label_array(pred, "pred")
     label_arr = _as_label_array(labels, "labels")
     if pred_arr.shape != label_arr.shape:
         raise ValueError(
             f"pred and labels must have the same length, got {pred_arr.size} and {label_arr.size}"
         )
+    if labelled_only:
+        known = label_arr >= 0
+        if not known.any():
+            raise ValueError("no labelled rows (all labels are -1): accuracy is undefined")
+        pred_arr, label_arr = pred_arr[known], label_arr[known]
     return _float(np.mean(pred_arr == label_arr))
 
 
@@ -430,7 +445,7 @@ def ood_table(
 
     >>> import numpy as np
     >>> t = ood_table(np.array([3.0, 4.0]), {"near": {"a": np.array([1.0, 3.5])}, "far": {}})
-    >>> t.loc["a", "AUROC"], list(t.index)
+    >>> float(t.loc["a", "AUROC"]), list(t.index)
     (75.0, ['a', 'nearood'])
     """
     import pandas as pd

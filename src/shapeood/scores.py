@@ -39,7 +39,11 @@ def max_logit(logits: Any) -> torch.Tensor:
 
 
 def energy(logits: Any, temperature: float = 1.0) -> torch.Tensor:
-    """Negative free energy: ``T * logsumexp(z / T)`` (stable), ``T > 0``."""
+    """Negative free energy: ``T * logsumexp(z / T)`` (stable), ``T > 0``.
+
+    >>> energy(torch.tensor([[0.0, 0.0]]))
+    tensor([0.6931])
+    """
     try:
         t = float(temperature)
     except (TypeError, ValueError) as err:

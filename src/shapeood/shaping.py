@@ -191,7 +191,11 @@ def _top_k_family(x: Any, percentile: float, kernel: Callable[..., None]) -> tor
 
 
 def ash_p(x: Any, percentile: float = 65) -> torch.Tensor:
-    """ASH-P (prune): ``y_i = x_i`` for ``i`` in ``K`` (the ``k`` largest values), else 0."""
+    """ASH-P (prune): ``y_i = x_i`` for ``i`` in ``K`` (the ``k`` largest values), else 0.
+
+    >>> ash_p(torch.tensor([[1.0, 4.0, 2.0, 3.0]]), percentile=50)
+    tensor([[0., 4., 0., 3.]])
+    """
     return _top_k_family(x, percentile, ash_p_rows)
 
 
@@ -294,7 +298,11 @@ def _finite_number(value: Any, name: str) -> float:
 
 
 def react(x: Any, threshold: float) -> torch.Tensor:
-    """ReAct: ``y = min(x, c)`` elementwise (upper clip at the threshold ``c``)."""
+    """ReAct: ``y = min(x, c)`` elementwise (upper clip at the threshold ``c``).
+
+    >>> react(torch.tensor([[0.5, 1.5, 3.0]]), threshold=1.0)
+    tensor([[0.5000, 1.0000, 1.0000]])
+    """
     c = _finite_number(threshold, "threshold")
     t = _checked(x, "x")
     return torch.clamp(t, max=c)

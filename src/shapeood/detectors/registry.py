@@ -83,6 +83,13 @@ def create_detector(name: str, preset: str | None = None, **params: Any) -> Dete
 
     ``preset`` picks a named parameter set from the upstream configs (see ``list_detectors()``,
     e.g. ``create_detector("himplos", preset="cifar")``); explicit ``params`` override it.
+
+    >>> import torch
+    >>> from shapeood import LinearHead
+    >>> head = LinearHead(torch.eye(2), torch.zeros(2))
+    >>> det = create_detector("scale", percentile=50).fit(head)
+    >>> det.score(torch.tensor([[2.0, 0.0], [1.0, 1.0]])).shape
+    torch.Size([2])
     """
     cls = detector_class(name)
     values: dict[str, Any] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from shapeood._types import Device, FeatureSetLike
 from shapeood.evaluation.plan import Plan
 
 
@@ -12,7 +13,7 @@ from shapeood.evaluation.plan import Plan
 class RunOptions:
     """How the network runs: device, batch size, loader workers, AMP, cache, progress."""
 
-    device: str = "cpu"
+    device: Device = "cpu"
     batch_size: int = 256
     num_workers: int = 0
     amp: bool | str = False
@@ -24,11 +25,11 @@ class RunOptions:
 class Features:
     """FeatureSets in the plan's layout: ``roles``, ``ood[group][name]``, ``csid[name]``."""
 
-    roles: dict[str, Any] = field(default_factory=dict)
-    ood: dict[str, dict[str, Any]] = field(default_factory=dict)
-    csid: dict[str, Any] = field(default_factory=dict)
+    roles: dict[str, FeatureSetLike] = field(default_factory=dict)
+    ood: dict[str, dict[str, FeatureSetLike]] = field(default_factory=dict)
+    csid: dict[str, FeatureSetLike] = field(default_factory=dict)
 
-    def ood_flat(self) -> dict[str, Any]:
+    def ood_flat(self) -> dict[str, FeatureSetLike]:
         """``{name: FeatureSet}`` of every OOD set in table order."""
         return {n: fs for sets in self.ood.values() for n, fs in sets.items()}
 

@@ -12,11 +12,14 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from shapeood._types import FeatureSetLike
 from shapeood.detectors import Detector, create_detector, detector_class
 from shapeood.evaluation.features import Features
 
 
-def fit_source(name: str, params: Mapping[str, Any], features: Features) -> tuple[Any, str | None]:
+def fit_source(
+    name: str, params: Mapping[str, Any], features: Features
+) -> tuple[FeatureSetLike, str | None]:
     """``(FeatureSet to fit on, note or None)`` for method ``name`` under ``params``."""
     cls = detector_class(name)
     order = ("id_train", "id_val") if cls.fit_split == "train" else ("id_val", "id_train")
@@ -32,7 +35,9 @@ def fit_source(name: str, params: Mapping[str, Any], features: Features) -> tupl
     return features.roles["id_test"], f"{name}: fitted on ID test (no id_val/id_train)"
 
 
-def fit_detector(name: str, params: Mapping[str, Any], head: Any, source: Any) -> Detector:
+def fit_detector(
+    name: str, params: Mapping[str, Any], head: Any, source: FeatureSetLike
+) -> Detector:
     """``create_detector(name, **params)`` fitted on ``source`` (labels only where needed)."""
     labels = source.labels if detector_class(name).requires_labels else None
     return create_detector(name, **params).fit(head, source.features, labels)

@@ -7,11 +7,12 @@ benchmark's csid sets. Nothing here names a method.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shapeood._types import CONVENTIONS
+from shapeood._types import CONVENTIONS, FeatureModelLike, FprConvention
+from shapeood.data import Benchmark
 from shapeood.detectors import detector_class
 from shapeood.evaluation.inputs import (
     limit_for,
@@ -22,7 +23,7 @@ from shapeood.evaluation.inputs import (
     resolve_methods,
     resolve_model,
 )
-from shapeood.search import resolve_criterion
+from shapeood.search import Criterion, resolve_criterion
 
 OOD_GROUPS = ("near", "far")
 
@@ -37,16 +38,16 @@ class Plan:
     ``grids``: the APS grid of each method (empty without APS).
     """
 
-    model: Any
-    bench: Any
+    model: FeatureModelLike
+    bench: Benchmark
     methods: list[str]
     params: dict[str, dict[str, Any]]
     grids: dict[str, dict[str, list]]
-    convention: str
-    other: str
+    convention: FprConvention
+    other: FprConvention
     aps: bool
     fsood: bool
-    criterion: str | Callable[[Any, Any], float]
+    criterion: Criterion
     transform: Any
     roles: dict[str, Any] = field(default_factory=dict)
     ood: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -103,10 +104,10 @@ def make_plan(
     *,
     aps: bool = False,
     fsood: bool = False,
-    fpr_convention: str | None = None,
+    fpr_convention: FprConvention | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
     grids: Mapping[str, Mapping[str, Iterable[Any]]] | None = None,
-    criterion: str | Callable[[Any, Any], float] = "auroc",
+    criterion: Criterion = "auroc",
     max_samples: Any = None,
     odin_max_samples: int | None = None,
     weights: Any = None,

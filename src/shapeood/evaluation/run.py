@@ -6,12 +6,13 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
 from shapeood import progress as progress_lines
+from shapeood._types import Device, FprConvention
 from shapeood.detectors import detector_class
 from shapeood.evaluation.aps import search_method
 from shapeood.evaluation.features import Features, RunOptions, extract_features
@@ -25,6 +26,7 @@ from shapeood.evaluation.score import (
     score_on_inputs,
 )
 from shapeood.evaluation.table import build_table, jsonable, method_rows
+from shapeood.search import Criterion
 
 
 class _Run:
@@ -110,8 +112,8 @@ def evaluate(
     benchmark: Any,
     methods: str | Iterable[str] = "all",
     aps: bool = False,
-    fpr_convention: str | None = None,
-    device: str = "cpu",
+    fpr_convention: FprConvention | None = None,
+    device: Device = "cpu",
     batch_size: int = 256,
     cache: Any = True,
     save_scores: str | os.PathLike | None = None,
@@ -125,7 +127,7 @@ def evaluate(
     odin_max_samples: int | None = None,
     num_workers: int = 0,
     amp: bool | str = False,
-    criterion: str | Callable[[Any, Any], float] = "auroc",
+    criterion: Criterion = "auroc",
     fsood: bool = False,
     return_scores: bool = False,
 ) -> EvaluationResult | tuple[EvaluationResult, dict[str, dict[str, np.ndarray]]]:

@@ -34,10 +34,9 @@ class MethodScores:
 def percent_accuracy(preds: list[torch.Tensor], labels: list[torch.Tensor]) -> float:
     """Accuracy in percent over the rows with a known label (>= 0), pooled; NaN when none."""
     pred, label = torch.cat(preds), torch.cat(labels)
-    known = label >= 0
-    if not bool(known.any()):
+    if not bool((label >= 0).any()):
         return math.nan
-    return 100 * metrics.accuracy(pred[known], label[known])
+    return 100 * metrics.accuracy(pred, label, labelled_only=True)
 
 
 def score_on_features(plan: Plan, features: Features, detector: Detector) -> MethodScores:

@@ -48,10 +48,9 @@ class FeatureSet:
 
     def accuracy(self) -> float:
         """Top-1 accuracy of the plain network over the rows with a label >= 0."""
-        known = self.labels >= 0
-        if not bool(known.any()):
-            raise ValueError("no labelled rows (all labels are -1): accuracy is undefined")
-        return float((self.predictions[known] == self.labels[known]).double().mean())
+        from shapeood.metrics import accuracy
+
+        return accuracy(self.predictions, self.labels, labelled_only=True)
 
     def subset(self, index: torch.Tensor | slice) -> FeatureSet:
         """Rows ``index`` as a new FeatureSet (meta is shared, marked with the subset size)."""
