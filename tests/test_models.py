@@ -177,8 +177,9 @@ def test_named_head_for_any_module() -> None:
 
 
 def test_unsupported_model_says_how_to_name_the_head() -> None:
+    assert adapt(_CustomNet()).layer_name == "out"  # found by a probe forward
     with pytest.raises(ValueError, match=r"head='NAME'"):
-        adapt(_CustomNet())
+        adapt(_CustomNet(post=True))  # log_softmax after the last linear layer
     with pytest.raises(ValueError, match="no module 'nope'"):
         adapt(_CustomNet(), head="nope")
     with pytest.raises(ValueError, match=r"not .*nn.Linear"):
@@ -351,12 +352,12 @@ def test_infer_architecture_from_keys() -> None:
 
 
 def test_load_model_torchvision_and_timm_without_download() -> None:
-    model = load_model("torchvision:resnet18")
+    model = load_model("torchvision:resnet18", random_weights=True)
     cfg = model.pretrained_cfg
     assert cfg["input_size"] == (3, 224, 224) and cfg["resize"] == 256
     assert cfg["num_classes"] == 1000
     assert adapt(model).layer_name == "fc"
-    tm = load_model("timm:resnet18")
+    tm = load_model("timm:resnet18", random_weights=True)
     assert tm.pretrained_cfg["resize"] == int(224 / tm.pretrained_cfg["crop_pct"])
     assert adapt(tm).head.num_classes == 1000
 
@@ -371,7 +372,8 @@ def test_torchvision_weights_give_their_preset_cfg(tmp_path) -> None:
     path = tmp_path / "tv.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, path)
     with pytest.raises(ValueError, match="shape"):
-        load_model("torchvision:resnet18", weights=path)  # 1000-class head vs 3 classes
+        load_model("torchvision:resnet18", weights=path, num_classes=1000)  # vs 3 classes
+    assert load_model("torchvision:resnet18", weights=path).fc.out_features == 3  # read from it
 
 
 def test_transform_for_pil_and_tensor_match_cfg() -> None:

@@ -129,6 +129,65 @@ OPTIONS: dict[str, Option] = {
 
 COMMON = ("quiet", "debug")
 
+MODEL_HELP = (
+    "kit name ('shapeood list models'), torchvision:NAME, timm:NAME, an architecture name, "
+    "a checkpoint file (.pth .pt .safetensors .npz), python:MODULE:FUNCTION or FILE.py:FUNCTION"
+)
+
+
+def add_model_options(
+    parser: argparse.ArgumentParser, required: bool = True, repeatable: bool = False
+) -> None:
+    """``--model`` and what qualifies it, as ``shapeood.models.load_model`` takes them.
+
+    ``repeatable``: ``--model`` / ``--weights`` may be repeated (several runs, ``eval``); the
+    values are then lists.
+    """
+    group = parser.add_argument_group("model (see 'shapeood list models')")
+    more = "; repeat for several runs (aggregated: mean ± std per cell)" if repeatable else ""
+    action = "append" if repeatable else "store"
+    group.add_argument(
+        "--model", required=required, metavar="SPEC", help=MODEL_HELP + more, action=action
+    )
+    group.add_argument(
+        "--weights", metavar="FILE|NAME", action=action,
+        help="weights for --model: a checkpoint file, or DEFAULT / a torchvision enum name "
+        "(IMAGENET1K_V2) for torchvision:/timm: models"
+        + ("; repeat (one per --model, or several for one --model)" if repeatable else ""),
+    )  # fmt: skip
+    group.add_argument(
+        "--arch", metavar="NAME",
+        help="what a checkpoint file holds: an architecture name, torchvision:NAME, timm:NAME "
+        "or python:MODULE:FUNCTION",
+    )  # fmt: skip
+    group.add_argument(
+        "--num-classes", type=_positive_int, metavar="N",
+        help="classes of the head (default: the checkpoint's, else the architecture's)",
+    )  # fmt: skip
+    group.add_argument(
+        "--trust-pickle", action="store_true",
+        help="allow a whole pickled model; unpickling runs code from the file, so only for "
+        "files you trust",
+    )  # fmt: skip
+    group.add_argument(
+        "--random-weights", action="store_true",
+        help="allow a network without weights (untrained), e.g. for a smoke test",
+    )  # fmt: skip
+
+
+def model_from_args(args: argparse.Namespace, spec: Any = None, weights: Any = None) -> Any:
+    """``shapeood.models.load_model`` on ``--model`` and its qualifiers."""
+    from shapeood.models import load_model
+
+    return load_model(
+        spec if spec is not None else args.model,
+        weights=weights if weights is not None else args.weights,
+        arch=getattr(args, "arch", None),
+        num_classes=getattr(args, "num_classes", None),
+        trust_pickle=bool(getattr(args, "trust_pickle", False)),
+        random_weights=bool(getattr(args, "random_weights", False)),
+    )
+
 
 def add_options(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,

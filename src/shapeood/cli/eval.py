@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from shapeood._types import CRITERIA
-from shapeood.cli._options import add_options, cache_arg
+from shapeood.cli._options import add_model_options, add_options, cache_arg, model_from_args
 
 EPILOG = """\
 Features are extracted once per dataset and cached ($SHAPEOOD_CACHE, see 'shapeood cache'),
@@ -76,7 +76,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 def run_and_report(
     args: argparse.Namespace,
     *,
-    model: str | list[str],
+    model: Any,
     benchmark: str,
     methods: str,
     aps: bool,
@@ -157,6 +157,16 @@ def _models_and_weights(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def run(args: argparse.Namespace) -> int:
     model, weights = _models_and_weights(args)
+    qualified = [f for f in ("arch", "num_classes", "trust_pickle", "random_weights")
+                 if getattr(args, f, None)]  # fmt: skip
+    if isinstance(model, list) or isinstance(weights, list):
+        if qualified:
+            raise ValueError(
+                f"--{qualified[0].replace('_', '-')} applies to one run: evaluate one --model at "
+                "a time, or give kit names / torchvision:NAME / checkpoint files for several runs"
+            )
+    else:
+        model, weights = model_from_args(args, spec=model, weights=weights), None
     return run_and_report(
         args,
         model=model,
@@ -187,16 +197,7 @@ def register(subparsers: Any) -> None:
         "--benchmark", required=True, metavar="NAME|FILE",
         help="built-in name ('shapeood list benchmarks') or a YAML/TOML benchmark file",
     )  # fmt: skip
-    parser.add_argument(
-        "--model", required=True, metavar="SPEC", action="append",
-        help="kit name ('shapeood list models'), torchvision:NAME, timm:NAME or a checkpoint; "
-        "repeat for several runs (aggregated: mean ± std per cell)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--weights", metavar="W", action="append",
-        help="weights file or torchvision enum name; repeat (one per --model, or several for "
-        "one --model) for several runs",
-    )  # fmt: skip
+    add_model_options(parser, repeatable=True)
     parser.add_argument(
         "--methods", default="all", metavar="all|a,b,c",
         help="comma-separated method names (default all; 'shapeood list methods')",

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from shapeood.cli._options import add_options, cache_arg
+from shapeood.cli._options import add_model_options, add_options, cache_arg, model_from_args
 from shapeood.paths import data_root
 
 DESCRIPTION = """\
@@ -35,9 +35,7 @@ def register(subparsers: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", required=True, help="kit name, torchvision:NAME, timm:NAME, "
-                        "architecture name or checkpoint path")  # fmt: skip
-    parser.add_argument("--weights", help="weights for --model (a file, or DEFAULT for hubs)")
+    add_model_options(parser)
     parser.add_argument("--data", required=True, help="kit archive, image list or folder")
     parser.add_argument("--resize", type=int, help="shorter side before the crop (model default)")
     parser.add_argument("--crop", type=int, help="center crop size (model default)")
@@ -84,9 +82,9 @@ def resolve_dataset(spec: str, transform: Any, root: str | None = None) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from shapeood.features import extract, save_featureset
-    from shapeood.models import adapt, load_model, transform_for
+    from shapeood.models import adapt, transform_for
 
-    model = adapt(load_model(args.model, weights=args.weights))
+    model = adapt(model_from_args(args))
     transform = transform_for(model, resize=args.resize, crop=args.crop)
     dataset = resolve_dataset(args.data, transform, args.data_root)
     cache: Any = cache_arg(args)

@@ -9,7 +9,7 @@ EPILOG = """\
 examples:
   shapeood list methods       # every OOD method, its parameters and defaults, APS grid
   shapeood list benchmarks    # built-in benchmarks (OpenOOD v1.5, classic, offline kit)
-  shapeood list models        # pretrained models of the offline kit
+  shapeood list models        # kit models, architectures and every --model form
 """
 
 
@@ -49,11 +49,18 @@ def _benchmarks() -> str:
 
 
 def _models() -> str:
-    from shapeood.models import KIT_MODELS
+    from shapeood.models import KIT_MODELS, MODEL_FORMS
+    from shapeood.models.factory import ARCHITECTURE_NAMES
 
     width = max(len(n) for n in KIT_MODELS)
-    lines = [f"{name:<{width}}  {kit.description}" for name, kit in KIT_MODELS.items()]
-    lines.append("\nalso: torchvision:NAME, timm:NAME, or a checkpoint path (--weights)")
+    lines = ["pretrained models of the offline kit (--model NAME):"]
+    lines += [f"  {name:<{width}}  {kit.description}" for name, kit in KIT_MODELS.items()]
+    lines.append("\narchitectures of shapeood (--model NAME --weights FILE, or --arch NAME):")
+    lines += [f"  {name}" for name in ARCHITECTURE_NAMES]
+    lines.append("\nevery --model form (add --random-weights to run an untrained network):")
+    for form, text, example in MODEL_FORMS:
+        lines.append(f"  {form:<32}{text}")
+        lines.append(f"  {'':<32}e.g. --model {example}")
     return "\n".join(lines)
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from shapeood.cli._options import add_options
+from shapeood.cli._options import add_model_options, add_options, model_from_args
 
 if TYPE_CHECKING:
     from shapeood.train.loop import TrainConfig
@@ -58,8 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", help="named recipe (see --list); flags below override it")
     p.add_argument("--list", action="store_true", help="list the recipes and exit")
     p.add_argument("--out", help="output folder: checkpoint.pt, log.jsonl, model.pt")
-    p.add_argument("--model", help="model spec for shapeood.models.load_model")
-    p.add_argument("--weights", help="weights for --model (kit npz, checkpoint or enum name)")
+    add_model_options(p, required=False)
     p.add_argument("--data", help="kit:FILE.npz, an .npz, an image folder or an image list")
     add_options(p, "data_root")
     p.add_argument(
@@ -135,12 +134,11 @@ def _augmentation(args: argparse.Namespace, recipe: Any, model: Any) -> str:
 
 
 def _train(args, recipe, model_spec: str, data_source: str, config: TrainConfig) -> int:
-    from shapeood.models import load_model
     from shapeood.train.loop import fit_model
     from shapeood.train.recipes import AUGMENTATIONS, training_data
 
     weights = args.weights or (recipe.weights if recipe and model_spec == recipe.model else None)
-    model = load_model(model_spec, weights=weights)
+    model = model_from_args(args, spec=model_spec, weights=weights)
     augment = AUGMENTATIONS[_augmentation(args, recipe, model)](model)
     dataset = training_data(data_source, augment, imglist_root=args.data_root)
     result = fit_model(

@@ -16,6 +16,9 @@ How the split is found, in order:
    the head and the last feature map known per family.
 3. the timm contract (``forward_features`` / ``forward_head(pre_logits=True)`` /
    ``get_classifier``), which timm models and the kit architectures of this package follow.
+4. any other module: the ``nn.Linear`` whose output ``forward`` returns unchanged, found by a
+   probe forward pass with hooks and checked numerically (``shapeood.models.heads``); when
+   several layers could be the head, the error lists them.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from torch import nn
 
 from shapeood.head import LinearHead
 from shapeood.models.config import complete_cfg
+from shapeood.models.heads import find_head
 
 MapPost = Callable[[torch.Tensor], torch.Tensor] | None
 
@@ -322,11 +326,9 @@ def adapt(
         head_name, container = _resolve_module(model, family[1], "head")
         map_layer, map_post = family[2], family[3]
     else:
-        raise ValueError(
-            f"adapt does not know where the classifier head of {type(model).__name__} is: pass "
-            f"adapt(model, head='NAME') with the final linear layer (linear layers: "
-            f"{_linear_names(model)[-5:]})"
-        )
+        # Any other nn.Module: the nn.Linear whose output forward returns, found by a probe
+        # forward with hooks and checked numerically (shapeood.models.heads).
+        head_name, container = find_head(model)
     head_layer = _last_head_layer(container)
     if head_layer is None:
         raise ValueError(

@@ -1,9 +1,9 @@
 """Build models by name: offline-kit architectures, kit checkpoints, torchvision and timm.
 
 ``create(name)`` builds an architecture (``resnet{6n+2}_cifar``, ``densenet{6n+4}_cifar``,
-``resnet18_32x32``, ``mobilenet_v2_tf``), optionally with weights; ``load_model(spec)`` also
-resolves kit model names (``list_models()``), ``torchvision:<name>``, ``timm:<name>`` and plain
-checkpoint paths. Every returned model carries ``model.pretrained_cfg``.
+``resnet18_32x32``, ``mobilenet_v2_tf``), optionally with weights; ``KIT_MODELS`` names the
+pretrained models of the offline kit. ``shapeood.models.spec.load_model`` resolves every
+``--model`` form on top of these. Every returned model carries ``model.pretrained_cfg``.
 """
 
 from __future__ import annotations
@@ -28,13 +28,11 @@ from shapeood.models.config import (
     OPENOOD_CIFAR100,
     TF_UINT8_MEAN,
     TF_UINT8_STD,
-    complete_cfg,
     make_cfg,
 )
 from shapeood.models.densenet import DenseNetBC
 from shapeood.models.mobilenet_v2_tf import MobileNetV2TF
 from shapeood.models.resnet18_32x32 import ResNet18_32x32
-from shapeood.paths import kit_file
 
 Weights = str | Path | Mapping[str, torch.Tensor] | None
 
@@ -220,80 +218,9 @@ def torchvision_cfg(name: str, weights: Any) -> dict[str, Any]:
     }
 
 
-def _torchvision_model(name: str, weights: Any) -> nn.Module:
-    import torchvision
-
-    checkpoint = None
-    if isinstance(weights, (str, Path)) and Path(weights).expanduser().exists():
-        checkpoint, weights = weights, None
-    model = torchvision.models.get_model(name, weights=weights)
-    cfg = None if weights is None else torchvision_cfg(name, weights)
-    if checkpoint is not None:
-        state, _ = read_checkpoint(checkpoint)
-        load_weights(model, state, source=f"weights from {checkpoint}")
-    model.eval()
-    model.pretrained_cfg = complete_cfg(cfg, _head_classes(model))
-    model.pretrained_cfg["architecture"] = f"torchvision:{name}"
-    return model
-
-
-def _timm_model(name: str, weights: Any) -> nn.Module:
-    try:
-        import timm
-    except ImportError as err:  # pragma: no cover - timm is an optional extra
-        raise ValueError("timm models need the timm package: pip install 'shapeood[timm]'") from err
-    kwargs: dict[str, Any] = {}
-    if isinstance(weights, (str, Path)) and Path(weights).expanduser().exists():
-        kwargs["checkpoint_path"] = str(weights)
-    elif weights is not None and weights is not False:
-        kwargs["pretrained"] = True
-    model = timm.create_model(name, **kwargs)
-    model.eval()
-    cfg = complete_cfg(getattr(model, "pretrained_cfg", None), _head_classes(model))
-    cfg["architecture"] = f"timm:{name}"
-    model.pretrained_cfg = cfg
-    return model
-
-
 def _head_classes(model: nn.Module) -> int | None:
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     return linears[-1].out_features if linears else None
 
 
-def load_model(spec: str | Path, weights: Any = None) -> nn.Module:
-    """Resolve ``spec`` to a model in eval mode carrying ``pretrained_cfg``.
-
-    ``spec`` is a kit name (``list_models()``; weights read from the kit unless ``weights`` is
-    given), ``"torchvision:<name>"`` (``weights="DEFAULT"``, an enum name, or a checkpoint path),
-    ``"timm:<name>"`` (``weights="DEFAULT"`` for timm's pretrained weights, or a checkpoint path),
-    an architecture name of ``create`` (with ``weights``), or a checkpoint path whose
-    architecture is inferred from its keys.
-    """
-    text = str(spec)
-    if text in KIT_MODELS:
-        kit = KIT_MODELS[text]
-        source = kit_file(kit.weights_file) if weights is None else weights
-        model = create(kit.architecture, weights=source, num_classes=kit.num_classes)
-        model.pretrained_cfg.update(name=text, description=kit.description)
-        return model
-    if text.startswith("torchvision:"):
-        return _torchvision_model(text.split(":", 1)[1], weights)
-    if text.startswith("timm:"):
-        return _timm_model(text.split(":", 1)[1], weights)
-    if _match_architecture(text) is not None:
-        return create(text, weights=weights)
-    path = Path(text).expanduser()
-    if path.exists():
-        if weights is not None:
-            raise ValueError(f"load_model({text!r}) is a checkpoint path: do not also pass weights")
-        state, meta = read_checkpoint(path)
-        arch = "mobilenet_v2_tf" if "graph" in meta else infer_architecture(state)
-        return create(arch, weights=path)
-    raise ValueError(
-        f"cannot resolve model {text!r}: use a kit name ({', '.join(KIT_MODELS)}), "
-        "'torchvision:NAME', 'timm:NAME', an architecture "
-        f"({', '.join(ARCHITECTURE_NAMES)}) or an existing checkpoint path"
-    )
-
-
-__all__ = ["KIT_MODELS", "KitModel", "create", "infer_architecture", "list_models", "load_model"]
+__all__ = ["KIT_MODELS", "KitModel", "create", "infer_architecture", "list_models"]
