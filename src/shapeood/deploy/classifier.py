@@ -708,7 +708,9 @@ def _rebuild_model(path: Any, header: dict, weights: dict[str, np.ndarray]) -> n
                 "and call OODClassifier.load(path, model=module, load_weights=True)"
             )
         if str(arch).startswith(("torchvision:", "timm:")):
-            model = load_model(arch)
+            # an empty network of that architecture; the stored weights are loaded below
+            classes = int(cfg.get("num_classes") or 0) or None
+            model = load_model(arch, random_weights=True, num_classes=classes)
         else:
             model = create(arch, num_classes=int(cfg.get("num_classes") or 0) or None)
         _load_state(model, weights, header, path)
