@@ -175,17 +175,33 @@ def add_model_options(
     )  # fmt: skip
 
 
-def model_from_args(args: argparse.Namespace, spec: Any = None, weights: Any = None) -> Any:
-    """``shapeood.models.load_model`` on ``--model`` and its qualifiers."""
+def model_from_args(
+    args: argparse.Namespace, spec: Any = None, weights: Any = None, training: bool = False
+) -> Any:
+    """``shapeood.models.load_model`` on ``--model`` and its qualifiers.
+
+    ``training``: the network is about to be trained, so no weights means a random start (said
+    in a stage line) rather than an error.
+    """
+    from shapeood import progress
     from shapeood.models import load_model
 
+    random_ok = bool(getattr(args, "random_weights", False))
+    if training and not random_ok:
+        try:
+            return model_from_args(args, spec, weights)
+        except ValueError as err:
+            if "--random-weights" not in str(err):
+                raise
+        progress.stage("no --weights: training starts from a random initialisation")
+        random_ok = True
     return load_model(
         spec if spec is not None else args.model,
         weights=weights if weights is not None else args.weights,
         arch=getattr(args, "arch", None),
         num_classes=getattr(args, "num_classes", None),
         trust_pickle=bool(getattr(args, "trust_pickle", False)),
-        random_weights=bool(getattr(args, "random_weights", False)),
+        random_weights=random_ok,
     )
 
 

@@ -138,7 +138,7 @@ def _train(args, recipe, model_spec: str, data_source: str, config: TrainConfig)
     from shapeood.train.recipes import AUGMENTATIONS, training_data
 
     weights = args.weights or (recipe.weights if recipe and model_spec == recipe.model else None)
-    model = model_from_args(args, spec=model_spec, weights=weights)
+    model = model_from_args(args, spec=model_spec, weights=weights, training=True)
     augment = AUGMENTATIONS[_augmentation(args, recipe, model)](model)
     dataset = training_data(data_source, augment, imglist_root=args.data_root)
     result = fit_model(
