@@ -21,7 +21,13 @@ from typing import Any
 from shapeood.data.benchmarks import classic, offline, openood  # noqa: F401  (registers)
 from shapeood.data.benchmarks.build import build_benchmark
 from shapeood.data.benchmarks.classic import CLASSIC_SPECS
-from shapeood.data.benchmarks.files import load_benchmark_file, spec_from_mapping
+from shapeood.data.benchmarks.files import (
+    BenchmarkFileError,
+    inspect_benchmark_file,
+    load_benchmark_file,
+    read_benchmark_file,
+    spec_from_mapping,
+)
 from shapeood.data.benchmarks.offline import holdout_rows, tin_rows
 from shapeood.data.benchmarks.openood import OPENOOD_SPECS
 from shapeood.data.benchmarks.registry import benchmark_spec, list_benchmarks, register_benchmark
@@ -44,6 +50,7 @@ __all__ = [
     "PROTOCOLS",
     "SOURCE_KINDS",
     "Benchmark",
+    "BenchmarkFileError",
     "BenchmarkSpec",
     "MissingDataError",
     "SourceSpec",
@@ -51,8 +58,10 @@ __all__ = [
     "build_benchmark",
     "get_benchmark",
     "holdout_rows",
+    "inspect_benchmark_file",
     "list_benchmarks",
     "load_benchmark_file",
+    "read_benchmark_file",
     "register_benchmark",
     "spec_from_mapping",
     "tin_rows",
@@ -64,8 +73,9 @@ def get_benchmark(
 ) -> Benchmark:
     """Build a registered benchmark under ``data_root`` (default ``shapeood.paths.data_root()``).
 
-    A path to a ``.yaml``/``.yml``/``.toml`` file is loaded with ``load_benchmark_file``.
+    A path to a ``.yaml``/``.yml``/``.toml`` file is loaded with ``load_benchmark_file``; its
+    relative paths start from its own ``data_root`` key, else ``data_root``, else its folder.
     """
     if str(name).lower().endswith(BENCHMARK_FILE_SUFFIXES):
-        return load_benchmark_file(name, transform=transform)
+        return load_benchmark_file(name, transform=transform, data_root=data_root)
     return build_benchmark(benchmark_spec(str(name), data_root), data_root, transform)
