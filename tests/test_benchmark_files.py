@@ -154,3 +154,28 @@ def test_example_image_folder_benchmark_evaluates_on_pngs(kit, tmp_path, capsys)
     assert code == 0 and "APS choices" in out
     table = (tmp_path / "out" / "results.csv").read_text()
     assert all(name in table for name in ("mnist", "textures", "tin", "msp", "react"))
+
+
+def test_kit_is_found_from_any_folder(kit, tmp_path, monkeypatch):
+    from shapeood import paths
+
+    expected = kit.resolve()
+    monkeypatch.delenv("SHAPEOOD_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ../shared/data here
+    assert paths.data_root().resolve() == expected  # beside the package's repository
+    assert paths.kit_file("cifar10_test.npz").is_file()
+    monkeypatch.setattr(paths, "REPOSITORY", tmp_path / "elsewhere")
+    with pytest.raises(FileNotFoundError, match="set SHAPEOOD_DATA to the kit folder") as err:
+        paths.kit_file("cifar10_test.npz")
+    assert "\n" not in str(err.value) and "SHAPEOOD_DATA is unset" in str(err.value)
+
+
+def test_skip_bad_reaches_every_source(tmp_path):
+    from shapeood.data import get_benchmark
+
+    root = _image_folder_writer()(tmp_path / "images", per_set=3)
+    (root / "cifar10" / "test" / "class000" / "broken.png").write_bytes(b"not a png")
+    file = EXAMPLES / "image_folders.yaml"
+    bench = get_benchmark(str(file), data_root=root, skip_bad=True)
+    assert all(source.skip_bad for _, _, source in bench.spec.roles())
+    assert not get_benchmark(str(file), data_root=root).spec.id_test.skip_bad

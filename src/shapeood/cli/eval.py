@@ -62,7 +62,8 @@ def collect_params(items: list[str] | None) -> dict[str, dict[str, Any]]:
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``eval`` and ``demo`` (the shared vocabulary of ``cli._options``)."""
     add_options(
-        parser, "data_root", "device", "batch_size", "workers", "cache_dir", "quiet", "debug",
+        parser, "data_root", "device", "batch_size", "workers", "cache_dir", "skip_bad", "quiet",
+        "debug",
     )  # fmt: skip
     parser.add_argument(
         "--no-cache", action="store_true", help="do not read or write the feature cache"
@@ -77,7 +78,7 @@ def run_and_report(
     args: argparse.Namespace,
     *,
     model: Any,
-    benchmark: str,
+    benchmark: Any,
     methods: str,
     aps: bool,
     out: str | None,
@@ -96,6 +97,10 @@ def run_and_report(
     from shapeood.report import format_summary, format_table, write_report
 
     started = time.perf_counter()
+    if getattr(args, "skip_bad", False) and isinstance(benchmark, str):
+        from shapeood.data import get_benchmark
+
+        benchmark = get_benchmark(benchmark, data_root=args.data_root, skip_bad=True)
     df = evaluate(
         model,
         benchmark,

@@ -41,7 +41,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--crop", type=int, help="center crop size (model default)")
     parser.add_argument("--amp", action="store_true", help="mixed precision (bf16 CPU, fp16 CUDA)")
     add_options(
-        parser, "device", "batch_size", "workers", "cache_dir", "data_root",
+        parser, "device", "batch_size", "workers", "cache_dir", "data_root", "skip_bad",
         aliases={"data_root": ("--root",)},
     )  # fmt: skip
     parser.add_argument("--no-cache", action="store_true", help="compute without the cache")
@@ -51,7 +51,9 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def resolve_dataset(spec: str, transform: Any, root: str | None = None) -> Any:
+def resolve_dataset(
+    spec: str, transform: Any, root: str | None = None, skip_bad: bool = False
+) -> Any:
     """A dataset from a kit archive name/path, an image list (+ root) or an image folder.
 
     ``root`` (``--data-root``) is where an image list's paths and kit names start from; it
@@ -65,9 +67,9 @@ def resolve_dataset(spec: str, transform: Any, root: str | None = None) -> Any:
             raise ValueError(
                 f"--data {spec} is an image list: give --data-root, the folder its paths start from"
             )
-        return data.ImageListDataset(root, path, transform=transform)
+        return data.ImageListDataset(root, path, transform=transform, skip_bad=skip_bad)
     if path.is_dir():
-        return data.ImageFolderDataset(path, transform=transform)
+        return data.ImageFolderDataset(path, transform=transform, skip_bad=skip_bad)
     if path.suffix == ".npz" and path.exists():
         return data.ArrayDataset(path, transform=transform)
     folder = Path(root).expanduser() if root else data_root()
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
     model = adapt(model_from_args(args))
     transform = transform_for(model, resize=args.resize, crop=args.crop)
-    dataset = resolve_dataset(args.data, transform, args.data_root)
+    dataset = resolve_dataset(args.data, transform, args.data_root, args.skip_bad)
     cache: Any = cache_arg(args)
     fs = extract(
         model,

@@ -27,6 +27,7 @@ from shapeood.data.benchmarks.files import (
     load_benchmark_file,
     read_benchmark_file,
     spec_from_mapping,
+    with_skip_bad,
 )
 from shapeood.data.benchmarks.offline import holdout_rows, tin_rows
 from shapeood.data.benchmarks.openood import OPENOOD_SPECS
@@ -69,13 +70,20 @@ __all__ = [
 
 
 def get_benchmark(
-    name: str | os.PathLike, data_root: str | os.PathLike | None = None, transform: Any = None
+    name: str | os.PathLike,
+    data_root: str | os.PathLike | None = None,
+    transform: Any = None,
+    skip_bad: bool = False,
 ) -> Benchmark:
     """Build a registered benchmark under ``data_root`` (default ``shapeood.paths.data_root()``).
 
     A path to a ``.yaml``/``.yml``/``.toml`` file is loaded with ``load_benchmark_file``; its
     relative paths start from its own ``data_root`` key, else ``data_root``, else its folder.
+    ``skip_bad`` leaves unreadable images out instead of stopping (``--skip-bad``).
     """
     if str(name).lower().endswith(BENCHMARK_FILE_SUFFIXES):
-        return load_benchmark_file(name, transform=transform, data_root=data_root)
-    return build_benchmark(benchmark_spec(str(name), data_root), data_root, transform)
+        return load_benchmark_file(
+            name, transform=transform, data_root=data_root, skip_bad=skip_bad
+        )
+    spec = benchmark_spec(str(name), data_root)
+    return build_benchmark(with_skip_bad(spec) if skip_bad else spec, data_root, transform)

@@ -377,11 +377,32 @@ def read_benchmark_file(
     return spec, file_root(path, data, data_root)
 
 
+def with_skip_bad(spec: BenchmarkSpec) -> BenchmarkSpec:
+    """``spec`` with ``skip_bad`` on every image-file source (``--skip-bad``)."""
+
+    def fix(source: SourceSpec | None) -> SourceSpec | None:
+        return None if source is None else replace(source, skip_bad=True)
+
+    return replace(
+        spec,
+        id_test=fix(spec.id_test),
+        id_val=fix(spec.id_val),
+        ood_val=fix(spec.ood_val),
+        id_train=fix(spec.id_train),
+        near={k: fix(v) for k, v in spec.near.items()},
+        far={k: fix(v) for k, v in spec.far.items()},
+        csid={k: fix(v) for k, v in spec.csid.items()},
+    )
+
+
 def load_benchmark_file(
-    path: str | os.PathLike, transform: Any = None, data_root: Any = None
+    path: str | os.PathLike, transform: Any = None, data_root: Any = None, skip_bad: bool = False
 ) -> Benchmark:
-    """Build the benchmark a YAML or TOML file describes (see the module docstring)."""
+    """Build the benchmark a YAML or TOML file describes (see the module docstring);
+    ``skip_bad`` leaves unreadable images of every set out instead of stopping."""
     spec, root = read_benchmark_file(path, data_root)
+    if skip_bad:
+        spec = with_skip_bad(spec)
     if spec.num_classes <= 0:
         spec = replace(spec, num_classes=_infer_num_classes(spec, root))
     return build_benchmark(spec, root, transform)
