@@ -97,10 +97,6 @@ def run_and_report(
     from shapeood.report import format_summary, format_table, write_report
 
     started = time.perf_counter()
-    if getattr(args, "skip_bad", False) and isinstance(benchmark, str):
-        from shapeood.data import get_benchmark
-
-        benchmark = get_benchmark(benchmark, data_root=args.data_root, skip_bad=True)
     df = evaluate(
         model,
         benchmark,
