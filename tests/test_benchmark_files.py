@@ -176,6 +176,7 @@ def test_skip_bad_reaches_every_source(tmp_path):
     root = _image_folder_writer()(tmp_path / "images", per_set=3)
     (root / "cifar10" / "test" / "class000" / "broken.png").write_bytes(b"not a png")
     file = EXAMPLES / "image_folders.yaml"
-    bench = get_benchmark(str(file), data_root=root, skip_bad=True)
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        bench = get_benchmark(str(file), data_root=root, skip_bad=True)
     assert all(source.skip_bad for _, _, source in bench.spec.roles())
     assert not get_benchmark(str(file), data_root=root).spec.id_test.skip_bad
