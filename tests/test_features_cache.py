@@ -45,7 +45,7 @@ def test_save_and_load_round_trip(tmp_path, mmap):
     assert back.meta["model"] == "m" and back.meta["complete"] and back.meta["dim"] == 4
     back.features[0, 0] = 123.0  # copy-on-write: the file is untouched
     assert float(load_featureset(tmp_path / "entry").features[0, 0]) == float(fs.features[0, 0])
-    again = FeatureSet.load(fs.save(tmp_path / "again"), mmap=mmap)
+    again = load_featureset(save_featureset(fs, tmp_path / "again"), mmap=mmap)
     assert torch.equal(again.logits, fs.logits) and len(again) == len(fs)
 
 

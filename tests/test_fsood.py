@@ -100,3 +100,17 @@ def test_fsood_counts_csid_sets_as_id(fs_bench, tmp_path):
 def test_fsood_without_csid_sets_is_a_clear_error(kit):
     with pytest.raises(ValueError, match=r"no csid .* full-spectrum"):
         so.evaluate("resnet20_cifar10", "cifar10_offline", methods="energy", fsood=True)
+
+
+def test_cli_fsood_without_csid_sets_is_one_line(kit):
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "shapeood.cli", "eval", "--benchmark", "cifar10_offline",
+         "--model", "resnet20_cifar10", "--methods", "energy", "--fsood", "--no-cache"],
+        capture_output=True, text=True, env=dict(os.environ), timeout=300,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "full-spectrum" in done.stderr and "Traceback" not in done.stderr

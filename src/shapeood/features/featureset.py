@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -59,16 +57,3 @@ class FeatureSet:
         meta["subset_of"] = self.meta.get("key")
         meta["num_samples"] = len(sub)
         return sub
-
-    def save(self, folder: str | os.PathLike) -> Path:
-        """Write to ``folder``: ``features.npy``, ``logits.npy``, ``labels.npy``, ``meta.json``."""
-        from shapeood.features.store import save_featureset
-
-        return save_featureset(self, folder)
-
-    @classmethod
-    def load(cls, folder: str | os.PathLike, mmap: bool = True) -> FeatureSet:
-        """Read a folder written by :meth:`save` (memory-mapped copy-on-write by default)."""
-        from shapeood.features.store import load_featureset
-
-        return load_featureset(folder, mmap=mmap)
