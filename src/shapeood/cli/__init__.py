@@ -74,6 +74,16 @@ def _apply_trust_options(args: argparse.Namespace) -> None:
         cache.set_recompute_default(False)
 
 
+def _reset_trust_options() -> None:
+    """Undo ``_apply_trust_options`` (``main`` may run several times in one process)."""
+    sources = sys.modules.get("shapeood.data.sources")
+    if sources is not None:
+        sources.set_skip_bad_default(False)
+    cache = sys.modules.get("shapeood.features.cache")
+    if cache is not None:
+        cache.set_recompute_default(True)
+
+
 def _debug_requested(argv: Sequence[str] | None) -> bool:
     words = sys.argv[1:] if argv is None else [*argv]  # (the "list" command shadows list)
     return "--debug" in words or os.environ.get("SHAPEOOD_DEBUG", "").strip() not in ("", "0")
@@ -185,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     finally:
         warnings.formatwarning = previous_format
+        _reset_trust_options()
 
 
 if __name__ == "__main__":

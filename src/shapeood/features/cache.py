@@ -137,13 +137,15 @@ def report_corrupt(err: CorruptCacheError, recompute: bool | None = True) -> Non
     if recompute is None:
         recompute = _RECOMPUTE_DEFAULT
     if not recompute:
+        base = str(err).split("; run 'shapeood cache clear", 1)[0]
         raise CorruptCacheError(
-            f"{err} (recomputing is off: run 'shapeood cache clear {err.key}' or drop "
-            "--no-recompute)",
+            f"{base}; recomputing is off: run 'shapeood cache clear {err.key}' (or drop "
+            "--no-recompute / recompute=False) and run again",
             key=err.key,
             path=err.path,
         ) from err
-    warnings.warn(f"{err}; recomputing it", CacheWarning, stacklevel=3)
+    base = str(err).split("; run 'shapeood cache clear", 1)[0]
+    warnings.warn(f"{base}; recomputing it", CacheWarning, stacklevel=3)
 
 
 class FeatureCache:

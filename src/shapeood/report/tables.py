@@ -79,8 +79,8 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
             payload = json.loads(path.read_text(encoding="utf-8"))
         except ValueError as err:
             raise ValueError(f"{path} is not valid JSON ({err})") from None
-        if not isinstance(payload, dict) or "rows" not in payload:
-            raise ValueError(f"{path} is not a shapeood results JSON (no 'rows')")
+        if not isinstance(payload, dict) or not isinstance(payload.get("rows"), list):
+            raise ValueError(f"{path} is not a shapeood results JSON (no 'rows' list)")
         columns = payload.get("columns")
         df = pd.DataFrame(payload["rows"], columns=columns)
         for column in df.columns:
@@ -93,7 +93,17 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
         return df
     if path.suffix.lower() != ".csv":
         raise ValueError(f"{path}: load_results reads .csv or .json files")
-    df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    from shapeood.errors import BadFileError, reading
+
+    with reading(path, "results file", "give a results.csv written by 'shapeood eval --out'"):
+        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    missing = [c for c in ("method", "dataset") if c not in df.columns]
+    if missing:
+        raise BadFileError(
+            f"{path} is not a shapeood results file: no {' or '.join(missing)} column "
+            f"(columns: {', '.join(map(str, df.columns[:8]))})",
+            path,
+        )
     for column in ("params", "fitted"):
         if column in df.columns:
             df[column] = df[column].astype(str)

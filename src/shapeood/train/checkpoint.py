@@ -28,7 +28,11 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         raise FileNotFoundError(f"no checkpoint at {path}")
     # Checkpoints hold numpy/python RNG states, so full unpickling is needed; only load
     # checkpoints you wrote yourself.
-    with reading(path, "training checkpoint", "delete it, or pass --no-resume to start afresh"):
+    fix = (
+        "it cannot be resumed: delete it or choose another --out to start afresh "
+        "(--no-resume refuses to continue any checkpoint)"
+    )
+    with reading(path, "training checkpoint", fix):
         return torch.load(path, map_location=map_location, weights_only=False)
 
 
