@@ -474,3 +474,37 @@ def test_ok_pixels_are_exactly_to_tensor():
            "resize": 16, "interpolation": "bilinear", "num_classes": 2}  # fmt: skip
     through = transform_for(cfg)(torch.from_numpy(rgb).permute(2, 0, 1).contiguous())
     assert torch.equal(through, expected)  # the model pipeline divides too, bit for bit
+
+
+@pytest.fixture()
+def small_tmpfs(tmp_path):
+    """A real 8 KiB tmpfs (and a read-only one) where this machine lets the test mount one."""
+    full, ro = tmp_path / "tmpfs_full", tmp_path / "tmpfs_ro"
+    full.mkdir()
+    ro.mkdir()
+    mounted = []
+    try:
+        for path, opts in ((full, "size=8k"), (ro, "size=64k,ro")):
+            result = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)],
+                capture_output=True, text=True, timeout=20,
+            )  # fmt: skip
+            if result.returncode != 0:
+                pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()[:80]}); the "
+                            "simulated ENOSPC/EROFS cases above cover the messages")  # fmt: skip
+            mounted.append(path)
+        yield full, ro
+    except FileNotFoundError:
+        pytest.skip("no mount command: the simulated ENOSPC/EROFS cases cover the messages")
+    finally:
+        for path in mounted:
+            subprocess.run(["umount", str(path)], capture_output=True, timeout=20)
+
+
+def test_error_real_full_and_read_only_disks(capsys, env, small_tmpfs, files):
+    full, ro = small_tmpfs
+    argv = ["extract", "--model", "resnet20_cifar10", "--data", files / "images", "--quiet",
+            "--skip-bad"]  # fmt: skip
+    # an entry is several files of one 4 KiB page each at least: more than 8 KiB
+    _cli(capsys, [*argv, "--cache-dir", full], 2, "no space left", str(full), "needed", "free")
+    _cli(capsys, [*argv, "--cache-dir", ro], 2, "cannot write", str(ro), "Read-only file system")
