@@ -131,6 +131,13 @@ def test_clear_one_line_errors(detector, images, tmp_path, capsys):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG broken")
     assert "cannot read image" in _error(capsys, ["predict", str(detector), str(bad), "-q"])
+    notes = tmp_path / "notes.doc"
+    notes.write_text("x")
+    assert "is not an image" in _error(capsys, ["predict", str(detector), str(notes), "-q"])
+    (tmp_path / "empty").mkdir()
+    assert "holds no image files" in _error(
+        capsys, ["predict", str(detector), str(tmp_path / "empty"), "-q"]
+    )
     assert "cannot resolve model" in _error(capsys, [
         "fit-detector", "--model", "no_such_model", "--id-data", "cifar10_test",
         "--out", str(tmp_path / "x.sood"), "-q",
