@@ -8,6 +8,9 @@ softmax), then through the exported ONNX graph in onnxruntime (``image -> logits
 is_ood``). Each round times the three once (in alternating order); a ratio is the median over
 rounds of ``t(candidate) / t(plain)`` within the round, so a busy machine slows both sides of a
 ratio alike. Times are medians in milliseconds. Target: ``predict / plain <= 1.05`` at batch 64.
+``dec.`` times the decision alone on the same batch (``predict_features(h, z)``: detector score,
+threshold, softmax, from the features and logits of that batch), ``dec./x`` its paired ratio
+to the plain forward: the part of the overhead that is not forward-pass noise.
 
 Both runtimes get the same number of CPU threads (``--threads``, default 1: on a shared
 machine more threads mostly measure contention).
@@ -85,9 +88,14 @@ def run(args: argparse.Namespace) -> list[dict]:
                 def onnx(feed=feed, session=session) -> None:
                     session.run(None, feed)
 
-                for fn in (plain, predict, onnx):  # warm-up
+                h, z = clf._forward(x)
+
+                def decision(h=h, z=z, clf=clf) -> None:
+                    clf.predict_features(h, z)
+
+                for fn in (plain, predict, onnx, decision):  # warm-up
                     fn()
-                t_plain, t_pred, t_onnx = [], [], []
+                t_plain, t_pred, t_onnx, t_decision = [], [], [], []
                 for i in range(args.rounds):
                     if i % 2:  # alternate the order: no side always runs first
                         t_onnx.append(_timed(onnx))
@@ -97,6 +105,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                         t_plain.append(_timed(plain))
                         t_pred.append(_timed(predict))
                         t_onnx.append(_timed(onnx))
+                    t_decision.append(_timed(decision))
                 rows.append({
                     "model": model_name, "batch": size, "method": method,
                     "plain_ms": 1e3 * statistics.median(t_plain),
@@ -104,12 +113,14 @@ def run(args: argparse.Namespace) -> list[dict]:
                     "onnx_ms": 1e3 * statistics.median(t_onnx),
                     "predict_x": _median_ratio(t_pred, t_plain),
                     "onnx_x": _median_ratio(t_onnx, t_plain),
+                    "decision_ms": 1e3 * statistics.median(t_decision),
+                    "decision_x": _median_ratio(t_decision, t_plain),
                 })  # fmt: skip
                 r = rows[-1]
                 print(
                     f"{model_name:22s} {size:5d} {method:8s} {r['plain_ms']:9.2f} "
                     f"{r['predict_ms']:9.2f} {r['onnx_ms']:9.2f} {r['predict_x']:8.3f} "
-                    f"{r['onnx_x']:8.3f}",
+                    f"{r['onnx_x']:8.3f} {r['decision_ms']:8.3f} {r['decision_x']:8.4f}",
                     flush=True,
                 )
     return rows
@@ -129,7 +140,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, "
           f"load average {load:.1f} on {os.cpu_count()} cores")  # fmt: skip
     print(f"{'model':22s} {'batch':>5s} {'method':8s} {'plain ms':>9s} {'predict':>9s} "
-          f"{'onnx ms':>9s} {'pred/x':>8s} {'onnx/x':>8s}")  # fmt: skip
+          f"{'onnx ms':>9s} {'pred/x':>8s} {'onnx/x':>8s} {'dec. ms':>8s} {'dec./x':>8s}")
     run(args)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"load average at the end {load:.1f}")
