@@ -26,6 +26,7 @@ from shapeood.report.tables import (
     _detail_cells,
     _summary_cells,
     convention_note,
+    fewer_samples,
     summary_frame,
 )
 
@@ -115,7 +116,7 @@ def _header(df: pd.DataFrame) -> str:
 def _summary(df: pd.DataFrame, element_id: str | None = "summary") -> str:
     summary = summary_frame(df)
     columns, rows = _summary_cells(summary, 2, " ± ", lambda t: f"<b>{t}</b>")
-    smaller = _fewer_samples(df)
+    smaller = fewer_samples(df)
     for row in rows:
         if row[0] in smaller:
             row[0] = f"{row[0]} †"
@@ -138,23 +139,6 @@ def _summary(df: pd.DataFrame, element_id: str | None = "summary") -> str:
         f'<table class="summary"{ident}><thead><tr>{head}</tr></thead>'
         f'<tbody>{body}</tbody></table><p class="note">{note}</p>'
     )
-
-
-def _fewer_samples(df: pd.DataFrame) -> dict[str, str]:
-    """``{method: "n_id ID / n_ood OOD"}`` for methods scored on fewer samples than the most."""
-    if "n_id" not in df.columns:
-        return {}
-    sizes = {}
-    for method, part in df.groupby("method", sort=False):
-        sets = part[~part["dataset"].isin(GROUP_MEANS)]
-        try:
-            sizes[method] = (int(part["n_id"].iloc[0]), int(sets["n_ood"].min()))
-        except (TypeError, ValueError):
-            return {}
-    if not sizes:
-        return {}
-    most = max(n for n, _ in sizes.values())
-    return {m: f"{i} ID / {o} per OOD set" for m, (i, o) in sizes.items() if i < most}
 
 
 def _runs_section(df: pd.DataFrame, run_tables: Sequence[pd.DataFrame] | None) -> list[str]:

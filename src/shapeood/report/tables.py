@@ -34,6 +34,7 @@ __all__ = [
     "OPENOOD_COLUMNS",
     "best_cells",
     "convention_note",
+    "fewer_samples",
     "format_summary",
     "format_table",
     "load_results",
@@ -237,6 +238,23 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
+def fewer_samples(df: pd.DataFrame) -> dict[str, str]:
+    """``{method: "n_id ID / n_ood OOD"}`` for methods scored on fewer samples than the most."""
+    if "n_id" not in df.columns:
+        return {}
+    sizes = {}
+    for method, part in df.groupby("method", sort=False):
+        sets = part[~part["dataset"].isin(GROUP_MEANS)]
+        try:
+            sizes[method] = (int(part["n_id"].iloc[0]), int(sets["n_ood"].min()))
+        except (TypeError, ValueError):
+            return {}
+    if not sizes:
+        return {}
+    most = max(n for n, _ in sizes.values())
+    return {m: f"{i} ID / {o} per OOD set" for m, (i, o) in sizes.items() if i < most}
+
+
 def _value_columns(summary: pd.DataFrame) -> list[str]:
     return [c for c in summary.columns if not c.endswith(STD_SUFFIX)]
 
@@ -287,6 +305,10 @@ def format_summary(df: pd.DataFrame, digits: int = 2) -> str:
     """The summary as aligned plain text (``*`` marks the best value of a column)."""
     summary = summary_frame(df)
     columns, rows = _summary_cells(summary, digits, f" {PLUS_MINUS} ", lambda t: t + " *")
+    smaller = fewer_samples(df)
+    for row in rows:
+        if row[0] in smaller:
+            row[0] += " †"
     header = ["method", *(c + _arrow(c) for c in columns)]
     table = [header, *rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
@@ -297,6 +319,9 @@ def format_summary(df: pd.DataFrame, digits: int = 2) -> str:
     note = convention_note(df)
     lines.append("")
     lines.append(f"{note}; near/far = mean over the group's sets; * best of its column")
+    if smaller:
+        sizes = "; ".join(f"{m}: {n}" for m, n in smaller.items())
+        lines.append(f"† on fewer samples than the other methods ({sizes})")
     return "\n".join(lines)
 
 
