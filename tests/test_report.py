@@ -306,3 +306,14 @@ def test_report_command_aggregates_run_folders(tmp_path, capsys):
     assert "data:image/png;base64," in (tmp_path / "agg" / "report.html").read_text()
     assert main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 2
     assert "no results file" in capsys.readouterr().err
+
+
+def test_methods_on_fewer_samples_are_flagged_not_marked_best():
+    df, _ = make_run(METHODS)
+    best = df[df["dataset"] == "nearood"].set_index("method")["AUROC"].idxmax()
+    df.loc[df["method"] == best, "n_id"] = 32  # as ODIN's capped sets
+    summary = summary_frame(df)
+    assert summary.attrs["fewer_samples"] == {best: "32 ID / 100 per OOD set"}
+    assert best not in best_cells(summary)["near AUROC"]
+    text = format_summary(df)
+    assert f"{best} †" in text and "not marked best" in text

@@ -133,7 +133,9 @@ def _summary(df: pd.DataFrame, element_id: str | None = "summary") -> str:
     )
     if smaller:
         sizes = "; ".join(f"{_e(m)}: {n}" for m, n in smaller.items())
-        note += f" † evaluated on fewer samples than the other methods ({sizes})."
+        note += (
+            f" † evaluated on fewer samples than the other methods ({sizes}); not marked best."
+        )
     ident = f' id="{element_id}"' if element_id else ""
     return (
         f'<table class="summary"{ident}><thead><tr>{head}</tr></thead>'
@@ -146,15 +148,18 @@ def _runs_section(df: pd.DataFrame, run_tables: Sequence[pd.DataFrame] | None) -
     if not runs:
         return []
     body = ""
+    with_weights = any(run.get("weights") for run in runs)
     for run in runs:
         acc = run.get("plain_accuracy")
         acc_text = "" if acc is None else f"{float(acc):.2f}"
-        cells = [_e(run.get("label")), _e(run.get("model")), _e(run.get("weights") or ""), acc_text]
-        body += "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+        cells = [_e(run.get("label")), _e(run.get("model"))]
+        cells += [_e(run.get("weights") or "")] if with_weights else []
+        body += "<tr>" + "".join(f"<td>{c}</td>" for c in [*cells, acc_text]) + "</tr>"
+    weights_head = "<th>weights</th>" if with_weights else ""
     parts = [
         "<h2>Runs</h2>",
-        '<div class="scroll"><table class="runs"><tr><th>run</th><th>model</th><th>weights</th>'
-        f"<th>ID acc</th></tr>{body}</table></div>",
+        '<div class="scroll"><table class="runs"><tr><th>run</th><th>model</th>'
+        f"{weights_head}<th>ID acc</th></tr>{body}</table></div>",
     ]
     methods: list[str] = []
     for run in runs:

@@ -235,6 +235,7 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
         records.append(record)
     summary = pd.DataFrame(records).set_index("method")
     summary.attrs = dict(df.attrs)
+    summary.attrs["fewer_samples"] = fewer_samples(df)
     return summary
 
 
@@ -261,13 +262,16 @@ def _value_columns(summary: pd.DataFrame) -> list[str]:
 
 def best_cells(summary: pd.DataFrame, digits: int = 2) -> dict[str, set[str]]:
     """``{column: methods holding its best value}`` for the OOD columns (ties all marked;
-    values compared as printed, rounded to ``digits``)."""
+    values compared as printed, rounded to ``digits``). Methods scored on fewer samples than
+    the others (ODIN's capped sets) do not compete."""
     best: dict[str, set[str]] = {}
+    fewer = set(summary.attrs.get("fewer_samples") or ())
+    competing = [m for m in summary.index if m not in fewer] or list(summary.index)
     for column in _value_columns(summary):
         metric = column.split(" ", 1)[-1]
         if metric not in SUMMARY_METRICS:
             continue
-        values = summary[column].round(digits)
+        values = summary.loc[competing, column].round(digits)
         if values.isna().all():
             continue
         target = values.min() if metric in LOWER_IS_BETTER else values.max()
@@ -321,7 +325,7 @@ def format_summary(df: pd.DataFrame, digits: int = 2) -> str:
     lines.append(f"{note}; near/far = mean over the group's sets; * best of its column")
     if smaller:
         sizes = "; ".join(f"{m}: {n}" for m, n in smaller.items())
-        lines.append(f"† on fewer samples than the other methods ({sizes})")
+        lines.append(f"† on fewer samples than the other methods, not marked best ({sizes})")
     return "\n".join(lines)
 
 
