@@ -163,3 +163,17 @@ def test_param_parsing():
         parse_params(["percentile"], "scale")
     with pytest.raises(ValueError, match="names method 'react'"):
         parse_params(["react.percentile=90"], "scale")
+
+
+def test_architecture_and_weights_file_without_stored_weights(kit, images, tmp_path, capsys):
+    out = tmp_path / "light.sood"
+    code = main([
+        "fit-detector", "--model", "resnet20_cifar", "--weights",
+        str(kit / "weights_cifar10_resnet20_akamaster.npz"), "--method", "energy",
+        "--id-data", "cifar10_offline:id_val", "--max-samples", "40", "--no-weights",
+        "--out", str(out), "-q",
+    ])  # fmt: skip
+    assert code == 0
+    loaded = OODClassifier.load(out)  # rebuilt from --model and --weights, digest checked
+    assert loaded.model_spec == "resnet20_cifar" and loaded.n_id_ == 40
+    assert len(loaded.predict(images["mnist"])) == 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from shapeood.cli._options import add_options
+from shapeood.cli._options import add_model_options, add_options, model_from_args
 
 DESCRIPTION = """\
 Fit an OOD detector on a model and set its decision threshold so that --target-tpr of the
@@ -38,10 +38,7 @@ def register(subparsers: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", required=True, metavar="SPEC",
-                        help="kit name, torchvision:NAME, timm:NAME, architecture name or "
-                        "checkpoint path")  # fmt: skip
-    parser.add_argument("--weights", metavar="W", help="weights for --model")
+    add_model_options(parser)
     parser.add_argument("--method", default="scale", help="detector name (default scale)")
     parser.add_argument("--param", action="append", metavar="KEY=VALUE",
                         help="a hyperparameter of the method, e.g. --param percentile=90 "
@@ -118,8 +115,10 @@ def run(args: argparse.Namespace) -> int:
     from shapeood.deploy import OODClassifier
 
     params = parse_params(args.param, args.method)
+    options = {"arch": args.arch, "num_classes": args.num_classes}
     clf = OODClassifier(
-        args.model, method=args.method, preset=args.preset, weights=args.weights,
+        model_from_args(args), method=args.method, preset=args.preset, weights=args.weights,
+        model_spec=args.model, load_options={k: v for k, v in options.items() if v is not None},
         device=args.device, amp=args.amp, **params,
     )  # fmt: skip
     id_data = resolve_data(args.id_data, args.data_root, args.max_samples)

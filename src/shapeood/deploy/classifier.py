@@ -179,6 +179,9 @@ class OODClassifier:
         method: detector name (``shapeood.list_detectors()``), default ``"scale"``.
         preset: a named parameter set of the method (``create_detector(preset=...)``).
         weights: weights for a spec string (as ``load_model(spec, weights)``).
+        model_spec, load_options: for a module already built by ``load_model(model_spec,
+            weights, **load_options)`` (e.g. ``{"arch": ..., "num_classes": ...}``): recorded so
+            that a file saved without weights can rebuild it.
         head: the final linear layer's name for models ``adapt`` does not know.
         class_names: names of the classes (else taken from ``id_data`` when it has them).
         device: ``"cpu"``, ``"cuda"``, ``"auto"`` or None (where the model's parameters are).
@@ -201,18 +204,20 @@ class OODClassifier:
         class_names: Sequence[str] | None = None,
         device: str | torch.device | None = None,
         amp: bool | str = False,
+        model_spec: str | None = None,
+        load_options: dict[str, Any] | None = None,
         **params: Any,
     ) -> None:
         from shapeood.detectors import create_detector
         from shapeood.models import adapt, load_model
 
-        self.model_spec: str | None = None
-        self.weights_spec: str | None = None
+        self.model_spec: str | None = None if model_spec is None else str(model_spec)
+        self.weights_spec: str | None = None if weights is None else str(weights)
+        self.load_options = dict(load_options or {})
         if isinstance(model, (str, os.PathLike)):
             self.model_spec = str(model)
-            self.weights_spec = None if weights is None else str(weights)
-            model = load_model(self.model_spec, weights=weights)
-        elif weights is not None:
+            model = load_model(self.model_spec, weights=weights, **self.load_options)
+        elif weights is not None and model_spec is None:
             raise ValueError("weights= goes with a model spec string; load the module's weights "
                              "yourself when you pass an nn.Module")  # fmt: skip
         self.feature_model = adapt(model, head=head)
@@ -576,6 +581,7 @@ class OODClassifier:
             "model": {
                 "spec": self.model_spec,
                 "weights_spec": self.weights_spec,
+                "load_options": artifact.json_safe(self.load_options),
                 "architecture": cfg.get("architecture"),
                 "class": type(self.model).__name__,
                 "head": self.head_name,
@@ -627,6 +633,7 @@ class OODClassifier:
         params = artifact.decode(header.get("params") or {}, arrays)
         clf.model_spec = spec
         clf.weights_spec = info.get("weights_spec")
+        clf.load_options = dict(info.get("load_options") or {})
         clf.feature_model = adapt(model, head=info.get("head"))
         clf.head_name = info.get("head")
         cfg = header.get("pretrained_cfg") or {}
@@ -707,19 +714,39 @@ def _rebuild_model(path: Any, header: dict, weights: dict[str, np.ndarray]) -> n
                 f"{path} was saved from a plain {info.get('class')} module: rebuild it yourself "
                 "and call OODClassifier.load(path, model=module, load_weights=True)"
             )
-        if str(arch).startswith(("torchvision:", "timm:")):
+        classes = int(cfg.get("num_classes") or 0) or None
+        if str(arch).startswith(("torchvision:", "timm:", "python:")):
             # an empty network of that architecture; the stored weights are loaded below
-            classes = int(cfg.get("num_classes") or 0) or None
             model = load_model(arch, random_weights=True, num_classes=classes)
+        elif _is_architecture(arch):
+            model = create(arch, num_classes=classes)
+        elif spec:
+            model = load_model(spec, weights=info.get("weights_spec"), **_options(info))
         else:
-            model = create(arch, num_classes=int(cfg.get("num_classes") or 0) or None)
+            raise ValueError(
+                f"{path}: cannot rebuild a {arch} network without pickle: pass "
+                "OODClassifier.load(path, model=module, load_weights=True)"
+            )
         _load_state(model, weights, header, path)
         if cfg:
             model.pretrained_cfg = {**getattr(model, "pretrained_cfg", {}), **cfg}
         return model
     if spec:
-        return load_model(spec, weights=info.get("weights_spec"))
+        return load_model(spec, weights=info.get("weights_spec"), **_options(info))
     raise ValueError(
         f"{path} holds no model weights and no model spec: pass "
         "OODClassifier.load(path, model=the model the detector was fitted with)"
     )
+
+
+def _is_architecture(name: str) -> bool:
+    from shapeood.models.factory import _match_architecture
+
+    return _match_architecture(str(name)) is not None
+
+
+def _options(info: dict) -> dict[str, Any]:
+    """The recorded ``load_model`` options (pickle is never trusted on load)."""
+    options = dict(info.get("load_options") or {})
+    options.pop("trust_pickle", None)
+    return options
