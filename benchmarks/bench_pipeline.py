@@ -190,12 +190,63 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
         print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+        if not args.no_odin:
+            odin_cost(model, bench, args.batch_size)
         if args.cli:
             warm_cli(folder, args)
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
     return 0
+
+
+def odin_cost(model, bench, batch_size: int) -> None:
+    """ODIN over the ID test images (decoded once, in memory) against one bare forward pass."""
+    import itertools
+
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from shapeood.features.extraction import TransformedDataset
+    from shapeood.features.perturbation import count_passes, perturbation_scores
+    from shapeood.models import transform_for
+
+    transform = transform_for(model.pretrained_cfg, resize=bench.resize, crop=bench.crop)
+    decoded = TransformedDataset(bench.id_test, transform)
+    images = torch.stack([decoded[i][0] for i in range(len(decoded))])
+    data = TensorDataset(images, torch.zeros(len(images), dtype=torch.int64))
+
+    def bare() -> None:
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                model(images[start : start + batch_size])
+
+    single = [{"temperature": 1000, "noise": 0.0014}]
+    grid = [
+        {"temperature": t, "noise": n}
+        for t, n in itertools.product([1, 10, 100, 1000], [0.0014, 0.0028])
+    ]
+    rows = []
+    for label, points in (("single point", single), ("OpenOOD grid 4 x 2", grid)):
+        bare_s = _timed(bare)
+        odin_s = _timed(lambda points=points: perturbation_scores(
+            model, data, points, batch_size=batch_size, cache=None))  # fmt: skip
+        passes = count_passes(points)
+        rows.append((label, passes, odin_s, bare_s))
+    print(f"\nODIN on {len(images)} decoded ID test images (batch {batch_size}):")
+    for label, passes, odin_s, bare_s in rows:
+        separate = 3 * (len(single) if label == "single point" else len(grid))
+        print(
+            f"  {label:<20} passes/image: {passes['forward']} forward + {passes['backward']} "
+            f"backward (separate runs: {separate} passes); {odin_s:.2f} s = "
+            f"{odin_s / bare_s:.2f}x a bare forward pass ({bare_s:.2f} s)"
+        )
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def warm_cli(folder: Path, args: argparse.Namespace) -> None:
