@@ -10,7 +10,10 @@ get what ASH/SCALE need from each row (the k largest values, or only their sum `
 * ``kthvalue S2``: SCALE only, ``S2 = sum(x > t) + (k - count(x > t)) * t`` (tie invariant);
 * ``sort``: a full descending sort.
 
-Part 2 times every public shaping function. Times are the best of ``--repeats`` calls; the
+Part 2 times every public shaping function. Part 3 (``--block-sweep``) times ASH-S and SCALE
+with the CPU row blocks of ``shapeood.shaping`` set to 2^20, 2^22, 2^24 values and to the whole
+tensor, each paired with the head matmul of a 1,000-class head (median of per-pair ratios):
+the measurement behind ``shaping._BLOCK_VALUES``. Times are the best of ``--repeats`` calls; the
 last column is the ratio to the fastest strategy of part 1 (read ratios, not absolute times,
 on a shared machine).
 
@@ -73,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--percentile", type=float, default=85.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--block-sweep", action="store_true", help="only part 3")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -84,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
         f"best of {args.repeats}"
     )
+
+    if args.block_sweep:
+        return block_sweep(x, args)
 
     # exactness of the alternatives against torch.topk (no ties at the cut with this input)
     sample = x[:2000]
@@ -113,13 +120,52 @@ def main(argv: list[str] | None = None) -> int:
         "scale": lambda: shaping.scale(x, args.percentile),
         "react": lambda: shaping.react(x, 1.0),
         "lhact": lambda: shaping.lhact(x),
-        "ish_shape": lambda: shaping.ish_shape(x, 0.85),
+        "ish_shape": lambda: shaping.ish_shape(x, 85),
         "copy (memory floor)": lambda: x.clone(),
     }
     print(f"\n{'shaping function':<30}{'seconds':>10}{'ratio':>8}")
     for name, fn in functions.items():
         seconds = best_time(fn, args.repeats)
         print(f"{name:<30}{seconds:>10.3f}{seconds / fastest:>8.2f}")
+    return 0
+
+
+def block_sweep(x: torch.Tensor, args: argparse.Namespace) -> int:
+    """ASH-S and SCALE per CPU block size, each paired with the head matmul."""
+    import os
+    import statistics
+
+    gen = torch.Generator().manual_seed(1)
+    weight = torch.randn(1000, x.shape[1], generator=gen) / math.sqrt(x.shape[1])
+    bias = torch.zeros(1000)
+
+    def matmul() -> None:
+        torch.addmm(bias, x, weight.t())
+
+    def timed(fn: Callable[[], object]) -> float:
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+    saved = shaping._BLOCK_VALUES["cpu"]
+    print(f"load average {os.getloadavg()[0]:.2f}")
+    print(f"{'block values':<16}{'ash_s s':>9}{'x matmul':>10}{'scale s':>9}{'x matmul':>10}")
+    try:
+        for block in (1 << 20, 1 << 22, 1 << 24, x.numel()):
+            shaping._BLOCK_VALUES["cpu"] = block
+            cells = []
+            for fn in (lambda: shaping.ash_s(x, 90), lambda: shaping.scale(x, 85)):
+                pairs = [(timed(matmul), timed(fn)) for _ in range(args.repeats)]
+                cells.append(
+                    (statistics.median(t for _, t in pairs),
+                     statistics.median(t / m for m, t in pairs))
+                )  # fmt: skip
+            name = "whole" if block == x.numel() else f"2^{block.bit_length() - 1}"
+            print(f"{name:<16}{cells[0][0]:>9.3f}{cells[0][1]:>10.2f}"
+                  f"{cells[1][0]:>9.3f}{cells[1][1]:>10.2f}")  # fmt: skip
+    finally:
+        shaping._BLOCK_VALUES["cpu"] = saved
+    print(f"load average {os.getloadavg()[0]:.2f}")
     return 0
 
 
