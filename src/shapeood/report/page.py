@@ -117,9 +117,6 @@ def _summary(df: pd.DataFrame, element_id: str | None = "summary") -> str:
     summary = summary_frame(df)
     columns, rows = _summary_cells(summary, 2, " ± ", lambda t: f"<b>{t}</b>")
     smaller = fewer_samples(df)
-    for row in rows:
-        if row[0] in smaller:
-            row[0] = f"{row[0]} †"
     head = "".join(f"<th>{_e(c + _arrow(c))}</th>" for c in ["method", *columns])
     body = "".join(
         "<tr>" + "".join(f"<td>{c if '<b>' in c else _e(c)}</td>" for c in row) + "</tr>"

@@ -283,10 +283,11 @@ def _summary_cells(
     summary: pd.DataFrame, digits: int, sep: str, mark: Any
 ) -> tuple[list[str], list[list[str]]]:
     best = best_cells(summary, digits)
+    fewer = summary.attrs.get("fewer_samples") or {}
     columns = _value_columns(summary)
     rows = []
     for method, row in summary.iterrows():
-        cells = [str(method)]
+        cells = [f"{method} †" if method in fewer else str(method)]
         for column in columns:
             std_name = column + STD_SUFFIX
             std = row[std_name] if std_name in summary.columns else None
@@ -309,10 +310,7 @@ def format_summary(df: pd.DataFrame, digits: int = 2) -> str:
     """The summary as aligned plain text (``*`` marks the best value of a column)."""
     summary = summary_frame(df)
     columns, rows = _summary_cells(summary, digits, f" {PLUS_MINUS} ", lambda t: t + " *")
-    smaller = fewer_samples(df)
-    for row in rows:
-        if row[0] in smaller:
-            row[0] += " †"
+    smaller = summary.attrs["fewer_samples"]
     header = ["method", *(c + _arrow(c) for c in columns)]
     table = [header, *rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
@@ -337,6 +335,10 @@ def summary_markdown(df: pd.DataFrame, digits: int = 2) -> str:
     lines = ["| " + " | ".join(header) + " |", "|---|" + "|".join("---:" for _ in columns) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["", f"{convention_note(df)}; near/far = mean over the group's sets; best in bold."]
+    fewer = summary.attrs["fewer_samples"]
+    if fewer:
+        sizes = "; ".join(f"{m}: {n}" for m, n in fewer.items())
+        lines[-1] += f" † on fewer samples than the other methods, not ranked ({sizes})."
     return "\n".join(lines)
 
 
