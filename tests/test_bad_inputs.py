@@ -508,3 +508,12 @@ def test_error_real_full_and_read_only_disks(capsys, env, small_tmpfs, files):
     # an entry is several files of one 4 KiB page each at least: more than 8 KiB
     _cli(capsys, [*argv, "--cache-dir", full], 2, "no space left", str(full), "needed", "free")
     _cli(capsys, [*argv, "--cache-dir", ro], 2, "cannot write", str(ro), "Read-only file system")
+
+
+def test_warn_model_on_random_weights():
+    net = so.models.load_model("resnet20_cifar", random_weights=True)
+    data = torch.utils.data.TensorDataset(
+        torch.rand(2, 3, 32, 32), torch.zeros(2, dtype=torch.long)
+    )
+    with pytest.warns(DegenerateResultWarning, match="random, never-loaded weights"):
+        extract(net, data, cache=False, progress=False)

@@ -730,6 +730,8 @@ def _rebuild_model(path: Any, header: dict, weights: dict[str, np.ndarray]) -> n
         _load_state(model, weights, header, path)
         if cfg:
             model.pretrained_cfg = {**getattr(model, "pretrained_cfg", {}), **cfg}
+        if isinstance(getattr(model, "pretrained_cfg", None), dict):
+            model.pretrained_cfg.pop("random_weights", None)  # the stored weights are loaded
         return model
     if spec:
         return load_model(spec, weights=info.get("weights_spec"), **_options(info))

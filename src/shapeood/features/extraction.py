@@ -429,6 +429,7 @@ def extract(
         dev = torch.device("cuda", dist_utils.local_cuda_index())  # one GPU per rank
     store = _resolve_cache(cache)
 
+    _warn_random_weights(fm)
     identity = describe(fm, dataset, amp=amp, device=str(dev), key=key)
     if store is not None and identity["key"] is None:
         warnings.warn(
@@ -527,6 +528,22 @@ def extract(
             module.training = training
     fs = sink.finish(meta) if group.is_main else None
     return _share(group, fs)
+
+
+def _warn_random_weights(fm: Any) -> None:
+    """A model built without weights (``random_weights=True``) gives meaningless OOD numbers."""
+    cfg = getattr(fm, "pretrained_cfg", None) or getattr(
+        getattr(fm, "model", None), "pretrained_cfg", None
+    )
+    if isinstance(cfg, dict) and cfg.get("random_weights"):
+        from shapeood.errors import DegenerateResultWarning
+
+        warnings.warn(
+            f"model {_model_name(fm)} runs on random, never-loaded weights (--random-weights): "
+            "its features and every OOD number computed from them describe an untrained network",
+            DegenerateResultWarning,
+            stacklevel=3,
+        )
 
 
 def _cached(store: FeatureCache, key: str, name: str, recompute: bool | None) -> FeatureSet | None:

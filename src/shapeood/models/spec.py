@@ -119,6 +119,16 @@ def _trusted(weights: Any, trust_pickle: bool) -> Any:
     return weights
 
 
+def _random(model: nn.Module) -> nn.Module:
+    """Mark a network built without weights (``--random-weights``): extraction warns about it."""
+    cfg = getattr(model, "pretrained_cfg", None)
+    if isinstance(cfg, dict):
+        cfg["random_weights"] = True
+    else:
+        model.pretrained_cfg = {"random_weights": True}
+    return model
+
+
 def _finish(model: nn.Module, architecture: str, cfg: Mapping[str, Any] | None = None):
     model.eval()
     classes = None
@@ -151,7 +161,7 @@ def _torchvision(
         if not random_weights:
             raise ValueError(f"{spec} has no weights: {WEIGHTS_HINT}")
         kwargs = {} if num_classes is None else {"num_classes": int(num_classes)}
-        return _finish(torchvision.models.get_model(name, **kwargs), spec)
+        return _random(_finish(torchvision.models.get_model(name, **kwargs), spec))
     if isinstance(weights, Mapping) or (
         isinstance(weights, (str, Path)) and _is_path_like(str(weights))
     ):
@@ -193,7 +203,7 @@ def _timm(
     if weights is None:
         if not random_weights:
             raise ValueError(f"{spec} has no weights: {WEIGHTS_HINT}")
-        model = timm.create_model(name, **kwargs)
+        model = _random(timm.create_model(name, **kwargs))
     elif isinstance(weights, Mapping) or _is_path_like(str(weights)):
         state = _read_state(weights, trust_pickle)
         if num_classes is None:
@@ -398,7 +408,8 @@ def load_model(
     if _match_architecture(text) is not None:
         if weights is None and not random_weights:
             raise ValueError(f"architecture {text} has no weights: {WEIGHTS_HINT}")
-        return create(text, weights=_trusted(weights, trust_pickle), num_classes=num_classes)
+        model = create(text, weights=_trusted(weights, trust_pickle), num_classes=num_classes)
+        return _random(model) if weights is None else model
     file_spec, sep, func = text.rpartition(":")
     if sep and file_spec.endswith(".py") and func:
         return _from_function(text, weights, num_classes, trust_pickle)
