@@ -59,12 +59,17 @@ def test_same_images_under_other_names_reuse_features(counted, kit, tmp_path):
         tmp_path, kit, "beta", {"tin": "tiny_imgnet", "mnist": "digits", "csid": "cifar_again"}
     )
     calls.clear()
-    first = so.evaluate(net, alpha, methods="msp,react", cache=cache, progress=False)
+    first = so.evaluate(net, alpha, methods="msp,react", cache=cache, progress=False, fsood=True)
     assert calls, "the first evaluation runs the network"
     calls.clear()
     second = so.evaluate(
-        net, beta, methods="msp,scale,react", params={"react": {"percentile": 95}}, cache=cache,
+        net,
+        beta,
+        methods="msp,scale,react",
+        params={"react": {"percentile": 95}},
+        cache=cache,
         progress=False,
+        fsood=True,
     )
     assert calls == []  # other benchmark and set names, other methods: no forward pass
     a = first.set_index(["method", "dataset"])
@@ -72,6 +77,7 @@ def test_same_images_under_other_names_reuse_features(counted, kit, tmp_path):
     assert a.loc[("msp", "tin"), "AUROC"] == pytest.approx(b.loc[("msp", "tiny_imgnet"), "AUROC"])
     names = {n for e in cache.list() for n in e.names}
     assert {"alpha_tin", "beta_tiny_imgnet", "alpha_mnist", "beta_digits"} <= names
+    assert {"alpha_c10", "beta_cifar_again"} <= names  # the csid set, reused too
     assert all(e.kind == "features" and e.state == "complete" for e in cache.list())
 
     calls.clear()
