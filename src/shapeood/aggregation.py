@@ -176,8 +176,13 @@ def aggregate(tables: Sequence[pd.DataFrame], labels: Sequence[str] | None = Non
         {
             key: base[key]
             for key in (
-                "benchmark", "protocol", "fpr_convention", "other_fpr_convention", "aps",
-                "aps_criterion", "mode",
+                "benchmark",
+                "protocol",
+                "fpr_convention",
+                "other_fpr_convention",
+                "aps",
+                "aps_criterion",
+                "mode",
             )
             if key in base
         }

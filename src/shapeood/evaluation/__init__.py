@@ -22,6 +22,7 @@ Stages, one module each, reading only the methods' traits and the benchmark's de
 (every APS point with its criterion value), ``timings``, ``notes`` and ``mode``.
 """
 
+from shapeood.evaluation.facade import evaluate
 from shapeood.evaluation.inputs import (
     method_grid,
     method_params,
@@ -30,7 +31,6 @@ from shapeood.evaluation.inputs import (
     resolve_model,
 )
 from shapeood.evaluation.result import EvaluationResult, load_score_file, save_score_file
-from shapeood.evaluation.run import evaluate
 from shapeood.evaluation.runs import evaluate_runs, run_pairs
 from shapeood.evaluation.table import METRIC_COLUMNS
 from shapeood.features.perturbation import score_inputs

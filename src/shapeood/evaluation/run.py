@@ -1,4 +1,4 @@
-"""``evaluate``: the stages in order behind one call (plan, features, search, fit, score, table)."""
+"""One evaluation run: the stages in order (plan, features, search, fit, score, table)."""
 
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def _notes_of_plan(plan: Plan) -> list[str]:
     return notes
 
 
-def evaluate(
+def evaluate_one(
     model: Any,
     benchmark: Any,
     methods: str | Iterable[str] = "all",
@@ -165,17 +165,6 @@ def evaluate(
         AUPR_OUT, ACC, group, ACC_shaped, FPR@95_<other>, fpr_convention, params, fitted, n_id,
         n_ood`` (percent) carrying ``.scores``, ``.grids``, ``.timings``, ``.notes``, ``.mode``.
     """
-    if isinstance(model, (list, tuple)) or isinstance(weights, (list, tuple)):
-        from shapeood.evaluation.runs import evaluate_runs  # several runs: mean ± std
-
-        return evaluate_runs(
-            model, benchmark, weights=weights, methods=methods, aps=aps,
-            fpr_convention=fpr_convention, device=device, batch_size=batch_size, cache=cache,
-            save_scores=save_scores, progress=progress, params=params, data_root=data_root,
-            grids=grids, max_samples=max_samples, odin_max_samples=odin_max_samples,
-            num_workers=num_workers, amp=amp, criterion=criterion, fsood=fsood,
-            return_scores=return_scores,
-        )  # fmt: skip
     started = time.perf_counter()
     plan = make_plan(
         model, benchmark, methods, aps=aps, fsood=fsood, fpr_convention=fpr_convention,

@@ -68,7 +68,7 @@ def evaluate_runs(
         ``save_scores`` (a folder) receives ``<label>.npz`` per run.
     """
     from shapeood.aggregation import aggregate, run_labels
-    from shapeood.evaluation.run import evaluate
+    from shapeood.evaluation.run import evaluate_one as evaluate
 
     if options.pop("return_scores", False):
         raise ValueError("return_scores does not apply to several runs: read .attrs['run_scores']")
