@@ -93,6 +93,7 @@ def run_and_report(
     fsood: bool = False,
 ) -> int:
     """Evaluate, print the table and the APS choices, write the report when ``out`` is set."""
+    from shapeood import progress
     from shapeood.evaluation import evaluate
     from shapeood.report import format_summary, format_table, write_report
 
@@ -133,6 +134,7 @@ def run_and_report(
         from shapeood.evaluation import save_score_file
 
         out_dir = Path(out)
+        progress.stage(f"report: writing {out_dir}")
         per_run = zip(df.attrs.get("run_labels", []), df.attrs.get("run_scores", []), strict=True)
         for label, run_scores in per_run:  # several runs: all scores kept, plots from the first
             save_score_file(out_dir / "scores" / f"{label}.npz", run_scores)

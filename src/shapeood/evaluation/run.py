@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import warnings
@@ -180,7 +181,10 @@ def evaluate_one(
     id_sets = [features.roles["id_test"], *features.csid.values()]
     plain_acc = percent_accuracy([f.predictions for f in id_sets], [f.labels for f in id_sets])
     for name in plan.methods:
-        run.stage(f"{name}: {'search, ' if plan.grids.get(name) else ''}fit, score, table")
+        grid = plan.grids.get(name) or {}
+        points = math.prod(len(list(v)) for v in grid.values()) if grid else 0
+        search = f"APS over {points} grid point(s), " if points else ""
+        run.stage(f"{name}: {search}fit, score, table")
         _method(run, features, name, plain_acc)
     run.notes = _notes_of_plan(plan) + run.notes
     run.timings["total_s"] = time.perf_counter() - started
