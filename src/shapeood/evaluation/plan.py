@@ -91,7 +91,9 @@ def _needed_roles(plan: Plan) -> list[str]:
         roles.append("id_val")
     if plan.aps:
         roles.append("ood_val")
-    wants_train = any(detector_class(n).fit_split == "train" for n in feature_names)
+    wants_train = any(detector_class(n).fit_split == "train" for n in feature_names) or (
+        bench.id_val is None and bool(fitted)  # val-fitted methods fall back to ID train
+    )
     if bench.id_train is not None and wants_train:
         roles.append("id_train")
     return roles
