@@ -180,3 +180,12 @@ def test_skip_bad_reaches_every_source(tmp_path):
         bench = get_benchmark(str(file), data_root=root, skip_bad=True)
     assert all(source.skip_bad for _, _, source in bench.spec.roles())
     assert not get_benchmark(str(file), data_root=root).spec.id_test.skip_bad
+
+
+def test_without_id_val_val_fitted_methods_use_id_train(kit):
+    from shapeood.evaluation.plan import make_plan
+
+    file = EXAMPLES / "cifar10_kit.yaml"  # id.test and id.train, no id.val
+    plan = make_plan("resnet20_cifar10", str(file), "react,energy", max_samples=20)
+    assert "id_train" in plan.roles and "id_val" not in plan.roles
+    assert "id_train" not in make_plan("resnet20_cifar10", str(file), "energy").roles
