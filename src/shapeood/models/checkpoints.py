@@ -124,7 +124,9 @@ def read_checkpoint_object(
         with reading(path, "weights file", fix):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except BadFileError as err:
-        if not isinstance(err.__cause__, pickle.UnpicklingError):
+        cause = err.__cause__
+        # a pickled object torch's safe loader refused (a whole model), not a damaged file
+        if not isinstance(cause, pickle.UnpicklingError) or "Unsupported global" not in str(cause):
             raise
         if not trust_pickle:
             raise PickledModelError(
