@@ -196,18 +196,22 @@ def test_error_no_recompute_names_cache_clear(capsys, env, tmp_path, files):
         _cli(capsys, argv, 0)
 
 
-def test_error_read_only_cache_names_the_folder(capsys, env, tmp_path, files):
-    if os.geteuid() == 0:
-        pytest.skip("root ignores directory permissions; the ENOSPC case covers DiskError")
+def test_error_read_only_cache_names_the_folder(capsys, env, tmp_path, files, monkeypatch):
+    """A cache folder the user may not write to (EACCES, simulated: root ignores chmod)."""
+    import builtins
+
+    real_open = builtins.open
     ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o555)
-    try:
-        argv = ["extract", "--model", "resnet20_cifar10", "--data", files / "images",
-                "--skip-bad", "--quiet", "--cache-dir", ro]  # fmt: skip
-        _cli(capsys, argv, 2, str(ro), "cannot write")
-    finally:
-        ro.chmod(0o755)
+
+    def denied(file, mode="r", *args, **kwargs):
+        if "w" in str(mode) and str(ro) in str(file):
+            raise PermissionError(errno.EACCES, "Permission denied", str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", denied)
+    argv = ["extract", "--model", "resnet20_cifar10", "--data", files / "images",
+            "--skip-bad", "--quiet", "--cache-dir", ro]  # fmt: skip
+    _cli(capsys, argv, 2, str(ro), "cannot write")
 
 
 def test_error_disk_full_names_path_and_space(capsys, env, tmp_path, files, monkeypatch):
