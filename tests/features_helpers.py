@@ -10,6 +10,9 @@ Also runnable as a script (used by the SIGKILL test and the torchrun test):
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +26,42 @@ from shapeood.head import LinearHead
 NUM_CLASSES = 5
 DIM = 12
 
+
+
+def kill_after_chunks(
+    proc: subprocess.Popen, chunk_dir: Path, chunks: int, timeout: float, group: bool = False
+) -> None:
+    """SIGKILL ``proc`` (its whole process group with ``group``) once ``chunks`` row chunks exist.
+
+    ``proc`` must have been started with ``stderr=PIPE``; it is closed on return.
+
+    Fails the calling test when the process ends early or no chunk appears within ``timeout`` s.
+    """
+    import pytest
+
+    def kill() -> None:
+        if group:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if chunk_dir.is_dir() and len(list(chunk_dir.glob("rows_*.npz"))) >= chunks:
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"the extraction ended early: {proc.stderr.read().decode()[-2000:]}")
+            time.sleep(0.02)
+        else:
+            pytest.fail(f"no chunk appeared within {timeout:g} s")
+        kill()
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            kill()
+            proc.wait()
+        proc.stderr.close()
 
 class TinyFeatureModel(nn.Module):
     """conv -> relu -> global average pool: (N, 3, 8, 8) -> (N, DIM); counts forward calls."""

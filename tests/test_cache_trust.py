@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -24,7 +22,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Subset
 
-from features_helpers import TinyFeatureModel, TinyImages
+from features_helpers import TinyFeatureModel, TinyImages, kill_after_chunks
 from shapeood.data import ImageFolderDataset
 from shapeood.errors import CacheWarning, CorruptCacheError
 from shapeood.features import FeatureCache, describe, extract
@@ -297,22 +295,7 @@ def test_kill_9_during_torchrun_extraction_resumes(tmp_path):
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
     )
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if chunk_dir.is_dir() and len(list(chunk_dir.glob("rows_*.npz"))) >= 4:
-                break
-            if proc.poll() is not None:
-                pytest.fail(f"torchrun ended early: {proc.stderr.read().decode()[-2000:]}")
-            time.sleep(0.05)
-        else:
-            pytest.fail("no chunk appeared within 90 s")
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=20)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    kill_after_chunks(proc, chunk_dir, 4, 90, group=True)
     done = len(list(chunk_dir.glob("rows_*.npz")))
     assert 4 <= done < 15 and not (cache_dir / key / "meta.json").exists()
     model = TinyFeatureModel()

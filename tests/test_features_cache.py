@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from features_helpers import TinyFeatureModel, TinyImages
+from features_helpers import TinyFeatureModel, TinyImages, kill_after_chunks
 from shapeood.features import (
     FeatureCache,
     FeatureSet,
@@ -132,23 +130,7 @@ def test_kill_9_mid_extraction_resumes_only_missing_chunks(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if chunk_dir.is_dir() and len(list(chunk_dir.glob("rows_*.npz"))) >= 3:
-                break
-            if proc.poll() is not None:
-                pytest.fail(f"the extraction process ended early: {proc.stderr.read().decode()}")
-            time.sleep(0.02)
-        else:
-            pytest.fail("no chunk appeared within 60 s")
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stderr.close()
+    kill_after_chunks(proc, chunk_dir, 3, 60)
     assert proc.returncode == -signal.SIGKILL
     done = len(list(chunk_dir.glob("rows_*.npz")))
     assert 3 <= done < 15
