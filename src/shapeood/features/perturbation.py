@@ -43,6 +43,7 @@ from shapeood.detectors.odin import (
     model_std,
     perturbed_logits,
 )
+from shapeood.progress import bar as progress_bar
 
 KIND = "odin"
 ARRAYS = ("scores", "preds", "labels")
@@ -292,14 +293,8 @@ def _compute(
     scores: dict[tuple, list[torch.Tensor]] = {}
     preds: dict[tuple, list[torch.Tensor]] = {}
     labels: list[torch.Tensor] = []
-    from tqdm.auto import tqdm
-
-    bar = tqdm(
-        total=len(dataset),
-        unit="img",
-        desc=f"odin {getattr(dataset, 'name', '')}".strip(),
-        disable=not progress,
-        leave=False,
+    bar = progress_bar(
+        len(dataset), f"odin {getattr(dataset, 'name', '')}".strip(), progress=progress
     )
     try:
         for batch in loader:
