@@ -28,6 +28,7 @@ DIM = 12
 
 
 
+
 def kill_after_chunks(
     proc: subprocess.Popen, chunk_dir: Path, chunks: int, timeout: float, group: bool = False
 ) -> None:
@@ -88,6 +89,22 @@ class TinyFeatureModel(nn.Module):
         if self.delay:
             time.sleep(self.delay)
         return torch.relu(self.conv(x)).mean(dim=(2, 3))
+
+class Interrupted(RuntimeError):
+    """What ``FailingModel`` raises."""
+
+
+class FailingModel(TinyFeatureModel):
+    """Raises ``Interrupted`` at forward call ``fail_at`` (an interruption in the loop)."""
+
+    def __init__(self, fail_at: int) -> None:
+        super().__init__()
+        self.fail_at = fail_at
+
+    def features(self, x):
+        if self.calls + 1 == self.fail_at:
+            raise Interrupted("interrupted")
+        return super().features(x)
 
 
 class ScaleTransform:

@@ -22,7 +22,13 @@ import torch
 from PIL import Image
 from torch.utils.data import Subset
 
-from features_helpers import TinyFeatureModel, TinyImages, kill_after_chunks
+from features_helpers import (
+    FailingModel,
+    Interrupted,
+    TinyFeatureModel,
+    TinyImages,
+    kill_after_chunks,
+)
 from shapeood.data import ImageFolderDataset
 from shapeood.errors import CacheWarning, CorruptCacheError
 from shapeood.features import FeatureCache, describe, extract
@@ -155,24 +161,9 @@ def test_corrupt_meta_is_reported_recomputed_and_listed(tmp_path, garbage):
     assert fs.meta["key"] == bad and {e.state for e in cache.list()} == {"complete"}
 
 
-class _Boom(RuntimeError):
-    pass
-
-
-class _FailingModel(TinyFeatureModel):
-    def __init__(self, fail_at: int) -> None:
-        super().__init__()
-        self.fail_at = fail_at
-
-    def features(self, x):
-        if self.calls + 1 == self.fail_at:
-            raise _Boom("interrupted")
-        return super().features(x)
-
-
 def _partial(tmp_path, data) -> Path:
-    with pytest.raises(_Boom):
-        _run(_FailingModel(fail_at=6), data, tmp_path, batch_size=2, chunk_size=4)
+    with pytest.raises(Interrupted):
+        _run(FailingModel(fail_at=6), data, tmp_path, batch_size=2, chunk_size=4)
     (entry,) = FeatureCache(tmp_path).list()
     assert entry.state == "partial" and entry.chunks_done == 2
     return entry.path

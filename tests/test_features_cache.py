@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from features_helpers import TinyFeatureModel, TinyImages, kill_after_chunks
+from features_helpers import (
+    FailingModel,
+    Interrupted,
+    TinyFeatureModel,
+    TinyImages,
+    kill_after_chunks,
+)
 from shapeood.features import (
     FeatureCache,
     FeatureSet,
@@ -71,28 +77,11 @@ def test_list_load_and_clear(tmp_path):
         cache.path("../escape")
 
 
-class _Boom(RuntimeError):
-    pass
-
-
-class _FailingModel(TinyFeatureModel):
-    """Raises at forward call number ``fail_at`` (an interruption inside the loop)."""
-
-    def __init__(self, fail_at: int) -> None:
-        super().__init__()
-        self.fail_at = fail_at
-
-    def features(self, x):
-        if self.calls + 1 == self.fail_at:
-            raise _Boom("interrupted")
-        return super().features(x)
-
-
 def test_interrupted_run_resumes_on_the_same_chunk_grid(tmp_path):
     data = TinyImages(40)
-    with pytest.raises(_Boom):
+    with pytest.raises(Interrupted):
         extract(
-            _FailingModel(fail_at=6),
+            FailingModel(fail_at=6),
             data,
             batch_size=2,
             chunk_size=4,
