@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn import metrics as skm
 
+from shapeood import _curves
 from shapeood._types import CONVENTIONS, FprConvention
 
 RECALL_LEVEL = 0.95
@@ -160,9 +160,9 @@ def aupr_out(id_scores: Any, ood_scores: Any, average_precision: bool = False) -
 
 def _pr_area(positive: np.ndarray, scores: np.ndarray, average_precision: bool) -> float:
     if average_precision:
-        return _float(skm.average_precision_score(positive, scores))
-    precision, recall, _ = skm.precision_recall_curve(positive, scores)
-    return _float(skm.auc(recall, precision))
+        return _float(_curves.average_precision(positive, scores))
+    precision, recall, _ = _curves.precision_recall_curve(positive, scores)
+    return _float(_curves.auc(recall, precision))
 
 
 def fpr_at_95(
@@ -264,7 +264,7 @@ def _as_label_array(x: Any, name: str) -> np.ndarray:
 
 def _openood_fpr(id_ranks: np.ndarray, ood_ranks: np.ndarray, recall_level: float) -> float:
     scores, is_id = _labelled(id_ranks, ood_ranks)
-    fpr, tpr, _ = skm.roc_curve(1 - is_id, -scores)
+    fpr, tpr, _ = _curves.roc_curve(1 - is_id, -scores)
     return _float(fpr[np.argmax(tpr >= recall_level)])
 
 
@@ -300,10 +300,10 @@ def openood_metrics(id_scores: Any, ood_scores: Any) -> dict[str, float]:
     """OpenOOD v1.5 ``compute_all_metrics``: fpr95, auroc, aupr_in, aupr_out (OOD positive)."""
     id_ranks, ood_ranks = _joint_ranks(id_scores, ood_scores)
     scores, is_id = _labelled(id_ranks, ood_ranks)
-    fpr, tpr, _ = skm.roc_curve(1 - is_id, -scores)
+    fpr, tpr, _ = _curves.roc_curve(1 - is_id, -scores)
     return {
         "fpr95": _float(fpr[np.argmax(tpr >= RECALL_LEVEL)]),
-        "auroc": _float(skm.auc(fpr, tpr)),
+        "auroc": _float(_curves.auc(fpr, tpr)),
         "aupr_in": _pr_area(is_id, scores, average_precision=False),
         "aupr_out": _pr_area(1 - is_id, -scores, average_precision=False),
     }
@@ -316,7 +316,7 @@ def nearest_metrics(id_scores: Any, ood_scores: Any) -> dict[str, float]:
     scores, is_id = _labelled(id_ranks, ood_ranks)
     return {
         "fpr95": _nearest_fpr(id_ranks, ood_ranks, RECALL_LEVEL),
-        "auroc": _float(skm.roc_auc_score(is_id, scores)),
+        "auroc": _float(_curves.roc_auc(is_id, scores)),
         "aupr_in": _pr_area(is_id, scores, average_precision=True),
         "aupr_out": _pr_area(1 - is_id, -scores, average_precision=True),
     }

@@ -73,7 +73,7 @@ def roc_points(
     ``convention="openood"``: OOD positive (x = ID rejected, y = OOD caught); otherwise ID
     positive (x = OOD accepted, y = ID accepted).
     """
-    from sklearn.metrics import roc_curve
+    from shapeood._curves import roc_curve
 
     id_s = np.asarray(id_scores, dtype=np.float64)
     ood_s = np.asarray(ood_scores, dtype=np.float64)
@@ -117,7 +117,7 @@ def plot_roc(
 ) -> Path:
     """ROC curves of every method for ID vs ``set_name``: linear FPR (left), log FPR (right),
     the FPR@95 point marked on each curve; legend beside the panels."""
-    from sklearn.metrics import auc
+    from shapeood._curves import auc
 
     plt = _pyplot()
     methods = [m for m in scores if set_name in scores[m] and "id" in scores[m]]
