@@ -71,3 +71,71 @@ def test_a_failing_cache_write_surfaces(monkeypatch, tmp_path):
     monkeypatch.setattr(cache_module.PartialEntry, "write", broken)
     with pytest.raises(OSError, match="disk gone"):
         extract(TinyFeatureModel(), TinyImages(40), batch_size=8, cache=tmp_path, progress=False)
+
+
+def _recording_loader(monkeypatch) -> list[tuple[str, int]]:
+    """Record ``(dataset name, num_workers)`` of every extraction loader; run them in-process."""
+    seen: list[tuple[str, int]] = []
+    real = ex.DataLoader
+
+    def loader(dataset, **kwargs):
+        seen.append((ex.dataset_name(dataset), kwargs["num_workers"]))
+        return real(dataset, **{**kwargs, "num_workers": 0})
+
+    monkeypatch.setattr(ex, "DataLoader", loader)
+    return seen
+
+
+def test_python_api_chooses_workers_like_the_cli():
+    import inspect
+
+    import shapeood as so
+    from shapeood.cli._options import OPTIONS
+
+    assert OPTIONS["workers"].kwargs["default"] is None
+    for function in (so.extract, so.evaluate):
+        assert inspect.signature(function).parameters["num_workers"].default is None
+        assert "default_num_workers" in function.__doc__
+
+
+def test_evaluate_gives_image_files_workers_by_default(kit, tmp_path, monkeypatch):
+    import yaml
+
+    import shapeood as so
+
+    monkeypatch.setattr(ex, "available_cores", lambda: 4)
+    with np.load(kit / "cifar10_test.npz") as z:
+        images, labels = z["images"][:64], z["labels"][:64]
+    lines = []
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        Image.fromarray(image).save(tmp_path / f"{i:03d}.png", compress_level=1)
+        lines.append(f"{i:03d}.png {int(label)}")
+    (tmp_path / "id.txt").write_text("\n".join(lines) + "\n")
+    spec = {
+        "name": "workers", "family": "cifar", "num_classes": 10,
+        "data_root": str(kit.resolve()),
+        "id": {"test": {"imglist": str(tmp_path / "id.txt"), "root": str(tmp_path)}},
+        "ood": {"far": {"mnist": {"npz": "mnist_test.npz", "rows": list(range(40))}}},
+    }  # fmt: skip
+    bench = tmp_path / "workers.yaml"
+    bench.write_text(yaml.safe_dump(spec))
+    net = so.models.load_model("resnet20_cifar10")
+    options = {"methods": "msp", "batch_size": 16, "cache": False, "progress": False}
+    seen = _recording_loader(monkeypatch)
+    so.evaluate(net, str(bench), **options)
+    workers = dict(seen)
+    assert workers.pop("workers_id_test") == 3  # image files: cores - 1
+    assert set(workers.values()) == {0}  # the in-memory archive decodes in the main process
+    seen.clear()
+    so.evaluate(net, str(bench), num_workers=0, **options)
+    assert {w for _, w in seen} == {0}  # an explicit 0 is honoured
+
+
+def test_extract_default_and_explicit_workers(image_list, monkeypatch):
+    monkeypatch.setattr(ex, "available_cores", lambda: 3)
+    seen = _recording_loader(monkeypatch)
+    model = TinyFeatureModel()
+    extract(model, image_list, batch_size=8, cache=False, progress=False)
+    extract(model, TinyImages(40), batch_size=8, cache=False, progress=False)
+    extract(model, image_list, batch_size=8, num_workers=0, cache=False, progress=False)
+    assert [w for _, w in seen] == [2, 0, 0]

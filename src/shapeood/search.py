@@ -202,7 +202,7 @@ def aps_search_inputs(
     cache: Any = None,
     batch_size: int = 256,
     device: str = "cpu",
-    num_workers: int = 0,
+    num_workers: int | None = None,
     progress: bool = False,
 ) -> SearchResult:
     """APS for an input-perturbation method (ODIN) through the model on the val datasets.

@@ -11,11 +11,14 @@ from shapeood.evaluation.plan import Plan
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How the network runs: device, batch size, loader workers, AMP, cache, progress."""
+    """How the network runs: device, batch size, loader workers, AMP, cache, progress.
+
+    ``num_workers=None`` chooses the workers per dataset (``default_num_workers``).
+    """
 
     device: Device = "cpu"
     batch_size: int = 256
-    num_workers: int = 0
+    num_workers: int | None = None
     amp: bool | str = False
     cache: Any = True
     progress: bool = True

@@ -126,7 +126,7 @@ def evaluate_one(
     grids: Mapping[str, Mapping[str, Iterable[Any]]] | None = None,
     max_samples: int | Mapping[str, int] | None = None,
     odin_max_samples: int | None = None,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     amp: bool | str = False,
     criterion: Criterion = "auroc",
     fsood: bool = False,
@@ -157,6 +157,10 @@ def evaluate_one(
         max_samples: cap every dataset at this many evenly spaced rows (an int, or a dict by
             role: ``id_test``, ``id_val``, ``ood_val``, ``id_train``, ``ood``, ``csid``).
         odin_max_samples: a further cap on the images ODIN pushes through the model per set.
+        num_workers: DataLoader worker processes that decode images (the CLI's ``--workers``);
+            None (default) chooses ``shapeood.features.extraction.default_num_workers`` per
+            dataset: ``min(8, cores - 1)`` for image files, 0 for in-memory arrays (and for
+            fewer than two batches); 0 decodes in the main process.
         fsood: full-spectrum OOD (OpenOOD's ``eval_ood(fsood=True)``): the benchmark's csid
             sets count as ID (ID scores = ID test then every csid set; ACC pooled).
         return_scores: deprecated (the result carries ``.scores``): also return the scores.
