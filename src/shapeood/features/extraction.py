@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from shapeood import distributed as dist_utils
 from shapeood.errors import CorruptCacheError
@@ -200,10 +200,21 @@ class TransformedDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, i: int) -> Any:
+        base, row = _through_subsets(self.dataset, i)
+        if callable(getattr(base, "transformed_item", None)) and base.transform is None:
+            return base.transformed_item(row, self.transform)  # image files: exact fast decode
         item = self.dataset[i]
         if isinstance(item, (tuple, list)):
             return (self.transform(item[0]), *item[1:])
         return self.transform(item)
+
+
+def _through_subsets(dataset: Any, i: int) -> tuple[Any, int]:
+    """The dataset under any ``Subset``s and the row that index ``i`` names in it."""
+    while isinstance(dataset, Subset):
+        i = int(dataset.indices[i])
+        dataset = dataset.dataset
+    return dataset, i
 
 
 def _needs_model_transform(dataset: Any) -> bool:
