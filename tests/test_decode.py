@@ -125,6 +125,11 @@ def test_transform_runs_on_pixels_only_where_identical(kit):
     from shapeood.models import transform_for
 
     tf = transform_for({"mean": (0.5,) * 3, "std": (0.25,) * 3, "input_size": (3, 32, 32)})
+    composed = v2.Compose([v2.Resize(32), v2.CenterCrop(32), v2.ToImage(), v2.ToDtype(torch.int32)])
+    for pipeline in (tf, composed):
+        assert dec.transform_on_pixels(pipeline, 32, 32)
+        assert dec.transform_on_pixels(pipeline, 32, 45)
+        assert not dec.transform_on_pixels(pipeline, 40, 36)
     assert dec.transform_on_pixels(tf, 32, 32)
     assert dec.transform_on_pixels(tf, 32, 45)  # shorter side already 32: crop only
     assert not dec.transform_on_pixels(tf, 40, 36)  # a real resize stays on the PIL image

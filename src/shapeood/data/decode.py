@@ -162,9 +162,16 @@ def to_pil(pixels: torch.Tensor) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(pixels.permute(1, 2, 0).numpy()), mode="RGB")
 
 
-def _is_v2(step: Any, name: str) -> bool:
+_PIPELINES = ("Compose", "ModelTransform")
+
+
+def _is_v2(step: Any, *names: str) -> bool:
+    """A torchvision v2 transform named ``names``, or shapeood's deferred copy of one
+    (``shapeood.models.transforms``, which builds and runs that very transform)."""
     kind = type(step)
-    return kind.__name__ == name and kind.__module__.startswith("torchvision.transforms.v2")
+    module = kind.__module__
+    ours = module.startswith("torchvision.transforms.v2") or module == "shapeood.models.transforms"
+    return ours and kind.__name__ in names
 
 
 def _size_pair(size: Any) -> tuple[int, ...] | None:
@@ -179,13 +186,13 @@ def transform_on_pixels(transform: Any, height: int, width: int) -> bool:
     """Whether ``transform`` gives bit-identical output on ``uint8 (3, H, W)`` pixels and on
     the PIL image holding them, for an image of ``height`` x ``width``.
 
-    True only for a torchvision v2 ``Compose`` whose steps up to ``ToImage`` are a ``Resize``
-    that keeps this size (shorter side already ``size``, no ``max_size``; torchvision then
+    True only for a torchvision v2 ``Compose`` (or ``transform_for``'s pipeline) whose steps
+    up to ``ToImage`` are a ``Resize`` that keeps this size (shorter side already ``size``, no ``max_size``; torchvision then
     returns its input unchanged for both kinds) and a ``CenterCrop`` that fits inside the image
     (pure slicing with the same anchor for both); the steps after ``ToImage`` see the same
     tensor either way.
     """
-    if not _is_v2(transform, "Compose"):
+    if not _is_v2(transform, *_PIPELINES):
         return False
     h, w = int(height), int(width)
     for step in getattr(transform, "transforms", ()):
