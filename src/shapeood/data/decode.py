@@ -187,10 +187,10 @@ def transform_on_pixels(transform: Any, height: int, width: int) -> bool:
     the PIL image holding them, for an image of ``height`` x ``width``.
 
     True only for a torchvision v2 ``Compose`` (or ``transform_for``'s pipeline) whose steps
-    up to ``ToImage`` are a ``Resize`` that keeps this size (shorter side already ``size``, no ``max_size``; torchvision then
-    returns its input unchanged for both kinds) and a ``CenterCrop`` that fits inside the image
-    (pure slicing with the same anchor for both); the steps after ``ToImage`` see the same
-    tensor either way.
+    up to ``ToImage`` are a ``Resize`` that keeps this size (shorter side already ``size``, no
+    ``max_size``; torchvision then returns its input unchanged for both kinds) and a
+    ``CenterCrop`` that fits inside the image (pure slicing with the same anchor for both);
+    the steps after ``ToImage`` see the same tensor either way.
     """
     if not _is_v2(transform, *_PIPELINES):
         return False
