@@ -67,6 +67,17 @@ def _torchvision_families() -> list[tuple[type, str, str | None, MapPost]]:
     ]
 
 
+def _torchvision_family(model: nn.Module) -> tuple[type, str, str | None, MapPost] | None:
+    """The entry of :func:`_torchvision_families` ``model`` is an instance of, if any.
+
+    Only a class defined in torchvision (or derived from one) can match, so torchvision is not
+    imported for other models.
+    """
+    if not any(c.__module__.startswith("torchvision.") for c in type(model).__mro__):
+        return None
+    return next((spec for spec in _torchvision_families() if isinstance(model, spec[0])), None)
+
+
 def _is_head_layer(module: nn.Module) -> bool:
     if isinstance(module, nn.Linear):
         return True
@@ -302,7 +313,7 @@ def adapt(
     if not isinstance(model, nn.Module):
         raise ValueError(f"adapt expects a torch nn.Module, got {type(model).__name__}")
 
-    family = next((spec for spec in _torchvision_families() if isinstance(model, spec[0])), None)
+    family = _torchvision_family(model)
     map_post: MapPost = None
     map_name: str | None = None
     if head is None and family is None and _has_timm_contract(model):
