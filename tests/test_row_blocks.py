@@ -1,11 +1,12 @@
-"""Row-blocked shaping + head (``shaping.shaped_linear``, HIMPLoS's one pass) on ragged blocks."""
+"""Row-blocked shaping + head (``shaping.shaped_linear``, HIMPLoS's one pass) on ragged blocks,
+and on ragged CPU chunks run in threads."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from shapeood import LinearHead, shaping
+from shapeood import LinearHead, _threads, shaping
 from shapeood.detectors import create_detector
 
 N, D, C = 41, 32, 7
@@ -39,7 +40,14 @@ def test_blocks_of_any_size_give_the_same_scores(name, plain, data, monkeypatch)
     whole = det.score(test, plain_logits=z), det.predict(test, plain_logits=z)
     monkeypatch.setitem(shaping._BLOCK_VALUES, "cpu", 4 * D)  # 4 rows a block, last one ragged
     assert len(shaping.row_blocks(N, D, test.device)) == 11
-    blocked = det.score(test, plain_logits=z), det.predict(test, plain_logits=z)
+    monkeypatch.setattr(_threads, "CHUNK_VALUES", 3 * D)  # 3 rows a chunk, in threads
+    monkeypatch.setattr(_threads, "INLINE_VALUES", 0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        blocked = det.score(test, plain_logits=z), det.predict(test, plain_logits=z)
+    finally:
+        torch.set_num_threads(threads)
     torch.testing.assert_close(blocked[0], whole[0], rtol=1e-6, atol=1e-6)
     assert torch.equal(blocked[1], whole[1])
 

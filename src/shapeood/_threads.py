@@ -1,4 +1,4 @@
-"""Small tensor work on one thread: a parallel region costs more than it saves on tiny inputs.
+"""Thread use of CPU tensor work: tiny work on one thread, numpy chunk work spread over threads.
 
 Every torch CPU op over a few thousand values still opens a parallel region, and when other
 processes load the cores, waking the second thread takes a scheduler slice: measured at 2
@@ -12,12 +12,19 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import torch
 
 SMALL_WORK = 1 << 24  # multiply-adds
+# numpy chunk work: chunks of about CHUNK_VALUES values (2 MiB of float32, inside a core's
+# cache), run in the calling thread below INLINE_VALUES values in all (a hand-off costs more).
+CHUNK_VALUES = 1 << 19
+INLINE_VALUES = 1 << 16
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,3 +64,56 @@ def small_detector_work(method: F) -> F:
             return method(self, features, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+_pool: ThreadPoolExecutor | None = None
+_local = threading.local()
+
+
+def _forget_pool() -> None:
+    """In a forked child (a DataLoader worker) the pool's threads do not exist: start anew."""
+    global _pool
+    _pool = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None or _pool._max_workers != workers:
+        if _pool is not None:
+            _pool.shutdown(wait=False)
+        _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shapeood-chunks")
+    return _pool
+
+
+def for_row_chunks(rows: int, row_values: int, work: Callable[[int, int], None]) -> None:
+    """Call ``work(lo, hi)`` on row chunks of about ``CHUNK_VALUES`` values covering ``rows``.
+
+    With several torch threads the chunks are spread over that many pool threads, each running
+    its chunk's torch ops on one thread (torch and numpy release the GIL): no parallel region
+    waits for a straggler under contention and no idle OpenMP thread spins beside numpy work.
+    Small work, one torch thread, or a call from inside a chunk run inline.
+    """
+    step = max(1, CHUNK_VALUES // max(1, row_values))
+    starts = range(0, rows, step)
+    workers = torch.get_num_threads()
+    inline = workers <= 1 or len(starts) == 1 or rows * row_values < INLINE_VALUES
+    if inline or getattr(_local, "in_chunk", False):
+        for lo in starts:
+            work(lo, min(lo + step, rows))
+        return
+
+    def run(lo: int) -> None:
+        _local.in_chunk = True
+        try:
+            work(lo, min(lo + step, rows))
+        finally:
+            _local.in_chunk = False
+
+    torch.set_num_threads(1)
+    try:
+        list(_executor(workers).map(run, starts))
+    finally:
+        torch.set_num_threads(workers)

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from shapeood import _select
+from shapeood._threads import for_row_chunks
 from shapeood._validation import as_tensor, check_features, check_percentile
 
 __all__ = [
@@ -158,25 +160,58 @@ def top_k_mask(x: Any, percentile: float) -> torch.Tensor:
 # shape and dtype). The public functions and the detectors (``shaped_linear``) share them.
 
 
-def ash_p_rows(rows: torch.Tensor, dst: torch.Tensor, k: int) -> None:
-    """ASH-P of a row block into ``dst``."""
+def _topk_ash_p(rows: torch.Tensor, dst: torch.Tensor, k: int) -> None:
     values, idx = rows.topk(k, dim=1, sorted=False)
     dst.zero_().scatter_(1, idx, values)
 
 
-def ash_b_rows(rows: torch.Tensor, dst: torch.Tensor, k: int) -> None:
-    """ASH-B of a row block into ``dst``."""
+def _topk_ash_b(rows: torch.Tensor, dst: torch.Tensor, k: int) -> None:
     idx = rows.topk(k, dim=1, sorted=False).indices
     fill = (rows.sum(dim=1, keepdim=True) / k).expand(-1, k)
     dst.zero_().scatter_(1, idx, fill)
 
 
-def ash_s_rows(rows: torch.Tensor, dst: torch.Tensor, k: int) -> None:
-    """ASH-S of a row block into ``dst``."""
+def _topk_ash_s(rows: torch.Tensor, dst: torch.Tensor, k: int) -> None:
     values, idx = rows.topk(k, dim=1, sorted=False)
     s1 = rows.sum(dim=1, keepdim=True)
     s2 = values.sum(dim=1, keepdim=True)
     dst.zero_().scatter_(1, idx, values * torch.exp(_safe_ratio(s1, s2)))
+
+
+_TOPK_KERNELS = {"ash_p": _topk_ash_p, "ash_b": _topk_ash_b, "ash_s": _topk_ash_s}
+
+
+def _ash_rows(rows: torch.Tensor, dst: torch.Tensor, k: int, name: _select.Shape) -> None:
+    """ASH ``name`` of a row block into ``dst``: the sorted cut on CPU, ``torch.topk`` elsewhere.
+
+    Rows whose top-k set is ambiguous (ties at a non-zero cut) are shaped by ``torch.topk``
+    either way, so every path keeps the same entries.
+    """
+    if not _select.sortable(rows):
+        _TOPK_KERNELS[name](rows, dst, k)
+        return
+    redo = _select.cut_rows(rows, k, name, dst)[2]
+    if bool(redo.any()):
+        idx = redo.nonzero().squeeze(1)
+        sub = rows.index_select(0, idx)
+        shaped = torch.empty_like(sub)
+        _TOPK_KERNELS[name](sub, shaped, k)
+        dst.index_copy_(0, idx, shaped)
+
+
+def ash_p_rows(rows: torch.Tensor, dst: torch.Tensor, k: int) -> None:
+    """ASH-P of a row block into ``dst``."""
+    _ash_rows(rows, dst, k, "ash_p")
+
+
+def ash_b_rows(rows: torch.Tensor, dst: torch.Tensor, k: int) -> None:
+    """ASH-B of a row block into ``dst``."""
+    _ash_rows(rows, dst, k, "ash_b")
+
+
+def ash_s_rows(rows: torch.Tensor, dst: torch.Tensor, k: int) -> None:
+    """ASH-S of a row block into ``dst``."""
+    _ash_rows(rows, dst, k, "ash_s")
 
 
 def scale_rows(rows: torch.Tensor, dst: torch.Tensor, k: int) -> None:
@@ -218,7 +253,10 @@ def ash_s(x: Any, percentile: float = 65) -> torch.Tensor:
 
 def _scale_exponent(rows: torch.Tensor, k: int) -> torch.Tensor:
     """``S1 / S2`` per row (N, 1) of a block, 0 where ``S2 == 0``."""
-    s2 = rows.topk(k, dim=1, sorted=False).values.sum(dim=1, keepdim=True)
+    if _select.sortable(rows):
+        s2 = _select.cut_rows(rows, k)[1].unsqueeze(1)
+    else:
+        s2 = rows.topk(k, dim=1, sorted=False).values.sum(dim=1, keepdim=True)
     s1 = rows.sum(dim=1, keepdim=True)
     return _safe_ratio(s1, s2)
 
@@ -253,21 +291,37 @@ def scale_factor(x: Any, percentile: float = 85, *, checked: bool = False) -> to
 def shaped_linear(
     h: torch.Tensor,
     head: Any,
-    kernel: Callable[[torch.Tensor, torch.Tensor], None],
+    kernel: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
-    """``head(kernel(h))`` row block by row block, for validated float features (N, D).
+    """``head(kernel(h))`` chunk by chunk, for validated float features (N, D).
 
-    The shaped features are never materialised whole: each block is shaped into one reused
-    buffer and multiplied by the head while it is still in cache. ``kernel(rows, dst)`` writes
-    the shaped block into ``dst``; ``head.into(rows, out)`` writes ``rows @ W.T + b``.
+    The shaped features are never materialised whole: each chunk of rows is shaped and
+    multiplied by the head while it is still in cache. On CPU the chunks run in threads
+    (``_threads.for_row_chunks``); elsewhere row blocks run in turn through one reused buffer.
+    ``kernel(rows, dst)`` writes the shaped rows into ``dst`` (None: the rows as they are);
+    ``head.into(rows, out)`` writes ``rows @ W.T + b``.
     """
     out = torch.empty((h.shape[0], head.num_classes), dtype=h.dtype, device=h.device)
+    if h.device.type == "cpu":
+
+        def work(lo: int, hi: int) -> None:
+            rows = h[lo:hi]
+            if kernel is not None:
+                shaped = torch.empty_like(rows)
+                kernel(rows, shaped)
+                rows = shaped
+            head.into(rows, out[lo:hi])
+
+        for_row_chunks(h.shape[0], h.shape[1], work)
+        return out
     blocks = _row_blocks(h.shape[0], h.shape[1], h.device)
     buffer = torch.empty((blocks[0][1] - blocks[0][0], h.shape[1]), dtype=h.dtype, device=h.device)
     for lo, hi in blocks:
-        dst = buffer[: hi - lo]
-        kernel(h[lo:hi], dst)
-        head.into(dst, out[lo:hi])
+        rows = h[lo:hi]
+        if kernel is not None:
+            kernel(rows, buffer[: hi - lo])
+            rows = buffer[: hi - lo]
+        head.into(rows, out[lo:hi])
     return out
 
 

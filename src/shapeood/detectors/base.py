@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from shapeood import scores as logit_scores
+from shapeood import shaping
 from shapeood._threads import numel, single_threaded_below, small_detector_work
 from shapeood._types import SCORE_NAMES, BenchmarkFamily, FitSplit, ScoreName
 from shapeood._validation import check_features
@@ -344,7 +345,7 @@ class Detector:
     # ----------------------------------------------------------------- outputs
     def _shaped_logits(self, h: torch.Tensor) -> torch.Tensor:
         """Logits of the (validated) features after the method's shaping."""
-        return self.head_(h)
+        return shaping.shaped_linear(h, self.head_)
 
     def _shaped_logits_given(self, h: torch.Tensor, plain: torch.Tensor | None) -> torch.Tensor:
         """Shaped logits, from the validated plain logits ``plain = W h + b`` where possible.

@@ -66,4 +66,4 @@ class DICE(Detector):
         self.masked_head_ = LinearHead(head.weight * self.mask_, head.bias)
 
     def _shaped_logits(self, h: torch.Tensor) -> torch.Tensor:
-        return self.masked_head_(h)
+        return shaping.shaped_linear(h, self.masked_head_)

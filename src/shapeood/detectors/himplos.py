@@ -14,16 +14,20 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from shapeood import shaping
+from shapeood._threads import for_row_chunks
 from shapeood._types import FitSplit
 from shapeood._validation import as_tensor
 from shapeood.detectors.base import Detector
 from shapeood.detectors.constraints import TEMPERATURE, ArrayLike, Constraint, Percentile, Real
 from shapeood.detectors.registry import register_detector
 from shapeood.head import LinearHead
+
+COSINE_EPS = 1e-8  # F.cosine_similarity's eps in the reference code
 
 
 def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -126,7 +130,7 @@ class HIMPLoS(Detector):
         pred = (self.head_(h) if plain is None else plain).argmax(dim=1)
         masked = torch.clamp(h * self.mask_.to(h.device)[pred], max=float(self.threshold))
         protos = self.prototypes_.to(h.device)[pred]
-        cosine = F.cosine_similarity(protos, h, dim=1, eps=1e-8)
+        cosine = F.cosine_similarity(protos, h, dim=1, eps=COSINE_EPS)
         return pred, masked, cosine
 
     def masked_features(self, features: Any) -> torch.Tensor:
@@ -141,34 +145,77 @@ class HIMPLoS(Detector):
         return self._shaped_logits_given(h, None)
 
     def _shaped_logits_given(self, h: torch.Tensor, plain: torch.Tensor | None) -> torch.Tensor:
-        """One pass over row blocks: prediction, mask, clip, head and cosine per block.
+        """One pass over row chunks: prediction, mask, clip, head and cosine per chunk.
 
-        Per block of rows the masked features and the gathered prototypes live in two reused
-        buffers (never (N, D) temporaries), and the head is applied once (twice without
-        ``plain``: the prediction needs the plain logits). Same values as ``_parts``.
+        The masked features of a chunk are never an (N, D) temporary, and the head is applied
+        once per chunk (twice without ``plain``: the prediction needs the plain logits). On
+        CPU the chunks run in threads (``for_row_chunks``) with the per-row work (argmax, mask,
+        clip, cosine) in numpy while the chunk is in cache. Same values as ``_parts``.
         """
         head = self.head_
-        mask = self.mask_.to(device=h.device, dtype=h.dtype)
-        protos = self.prototypes_.to(device=h.device, dtype=h.dtype)
-        threshold = float(self.threshold)
         out = torch.empty((h.shape[0], head.num_classes), dtype=h.dtype, device=h.device)
-        blocks = shaping.row_blocks(h.shape[0], h.shape[1], h.device)
-        rows0 = blocks[0][1] - blocks[0][0]
-        masked = torch.empty((rows0, h.shape[1]), dtype=h.dtype, device=h.device)
-        gathered = torch.empty_like(masked)
-        for lo, hi in blocks:
-            rows, n = h[lo:hi], hi - lo
-            block_out = out[lo:hi]
-            if plain is None:
-                head.into(rows, block_out)
-                pred = block_out.argmax(dim=1)
-            else:
-                pred = plain[lo:hi].argmax(dim=1)
-            m, g = masked[:n], gathered[:n]
-            torch.index_select(mask, 0, pred, out=g)
-            torch.mul(rows, g, out=m).clamp_(max=threshold)
-            torch.index_select(protos, 0, pred, out=g)
-            cosine = F.cosine_similarity(g, rows, dim=1, eps=1e-8)
-            head.into(m, block_out)
-            block_out.mul_(cosine[:, None])
+        if h.device.type != "cpu":
+            for lo, hi in shaping.row_blocks(h.shape[0], h.shape[1], h.device):
+                self._chunk(h[lo:hi], None if plain is None else plain[lo:hi], out[lo:hi])
+            return out
+        numpy_parts = self._numpy_parts(h.dtype)
+        for_row_chunks(
+            h.shape[0],
+            h.shape[1],
+            lambda lo, hi: self._chunk(
+                h[lo:hi], None if plain is None else plain[lo:hi], out[lo:hi], numpy_parts
+            ),
+        )
         return out
+
+    def _numpy_parts(self, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
+        """``(mask, prototypes, clamped prototype norms, threshold)`` as numpy, for CPU chunks."""
+        protos = self.prototypes_.to(dtype).numpy()
+        norms = np.maximum(np.linalg.norm(protos, axis=1), COSINE_EPS)
+        return self.mask_.numpy(), protos, norms, protos.dtype.type(self.threshold)
+
+    def _chunk(
+        self,
+        rows: torch.Tensor,
+        plain: torch.Tensor | None,
+        out: torch.Tensor,
+        numpy_parts: tuple[np.ndarray, np.ndarray, np.ndarray, Any] | None = None,
+    ) -> None:
+        """HIMPLoS logits of one chunk of rows into ``out``."""
+        if plain is None:
+            self.head_.into(rows, out)
+        logits = out if plain is None else plain
+        masked = torch.empty_like(rows)
+        if numpy_parts is None:
+            pred = logits.argmax(dim=1)
+            mask = self.mask_.to(device=rows.device, dtype=rows.dtype)
+            torch.mul(rows, mask[pred], out=masked).clamp_(max=float(self.threshold))
+            protos = self.prototypes_.to(device=rows.device, dtype=rows.dtype)[pred]
+            cosine = F.cosine_similarity(protos, rows, dim=1, eps=COSINE_EPS)
+        else:
+            cosine = _numpy_chunk(rows, logits, masked, *numpy_parts)
+        self.head_.into(masked, out)
+        out.mul_(cosine[:, None])
+
+
+def _numpy_chunk(
+    rows: torch.Tensor,
+    logits: torch.Tensor,
+    masked: torch.Tensor,
+    mask: np.ndarray,
+    protos: np.ndarray,
+    proto_norms: np.ndarray,
+    threshold: Any,
+) -> torch.Tensor:
+    """``masked = min(rows * M[yhat], t)``; returns ``cos(mu_yhat, rows)`` (numpy, CPU).
+
+    ``cos = (mu . h) / (max(|mu|, eps) * max(|h|, eps))``, the value of ``F.cosine_similarity``
+    (which divides each vector by its clamped norm first).
+    """
+    x, dst = rows.contiguous().numpy(), masked.numpy()
+    pred = logits.contiguous().numpy().argmax(axis=1)
+    np.multiply(x, mask[pred], out=dst)
+    np.minimum(dst, threshold, out=dst)
+    dot = np.einsum("ij,ij->i", protos[pred], x)
+    norm = np.maximum(np.sqrt(np.einsum("ij,ij->i", x, x)), COSINE_EPS)
+    return torch.from_numpy(dot / (proto_norms[pred] * norm))

@@ -130,9 +130,7 @@ def _summary(df: pd.DataFrame, element_id: str | None = "summary") -> str:
     )
     if smaller:
         sizes = "; ".join(f"{_e(m)}: {n}" for m, n in smaller.items())
-        note += (
-            f" † evaluated on fewer samples than the other methods ({sizes}); not marked best."
-        )
+        note += f" † evaluated on fewer samples than the other methods ({sizes}); not marked best."
     ident = f' id="{element_id}"' if element_id else ""
     return (
         f'<table class="summary"{ident}><thead><tr>{head}</tr></thead>'
