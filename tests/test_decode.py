@@ -13,7 +13,7 @@ from torch.utils.data import Dataset, Subset
 
 from shapeood.data import ImageFolderDataset, ImageListDataset, load_rgb
 from shapeood.data import decode as dec
-from shapeood.data.sources import load_transformed, read_rgb
+from shapeood.data.sources import load_transformed
 
 RNG = np.random.default_rng(7)
 
@@ -99,14 +99,31 @@ def files(kit, tmp_path_factory) -> dict[str, tuple[str, object]]:
 
 def test_decoded_pixels_equal_pillow_for_every_kind(files):
     for name, (route, path) in files.items():
-        data = bytearray(path.read_bytes())
-        fast = None if dec.fast_kind(data) is None else dec.decode_bytes(data, dec.fast_kind(data))
+        fast = dec.decode_file(path)
         assert (fast is not None) == (route == "fast"), name  # the intended decoder ran
         reference = np.asarray(load_rgb(path))
-        assert np.array_equal(np.asarray(read_rgb(path)), reference), name
+        kind = dec.fast_kind(bytearray(path.read_bytes()))
         if fast is not None:
+            assert kind[1:] == reference.shape[:2], name  # the header's size
             assert fast.dtype == torch.uint8 and fast.shape == (3, *reference.shape[:2]), name
             assert np.array_equal(fast.permute(1, 2, 0).numpy(), reference), name
+
+
+def _cifar_transform():
+    from shapeood.models import transform_for
+
+    return transform_for({"mean": (0.5,) * 3, "std": (0.25,) * 3, "input_size": (3, 32, 32)})
+
+
+def test_pixels_go_to_the_transform_only_when_identical(tmp_path):
+    tf = _cifar_transform()
+    for size in ((32, 32), (36, 40)):
+        Image.fromarray(RNG.integers(0, 256, (*size, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+        pixels = dec.pixels_for(tmp_path / "a.png", tf)
+        assert (pixels is not None) == (size == (32, 32))  # a real resize keeps the PIL image
+        assert dec.pixels_for(tmp_path / "a.png", lambda image: image) is None
+        expected = tf(load_rgb(tmp_path / "a.png"))
+        assert torch.equal(load_transformed(tmp_path / "a.png", tf), expected)
 
 
 def test_unreadable_files_keep_their_error(tmp_path):
@@ -116,7 +133,7 @@ def test_unreadable_files_keep_their_error(tmp_path):
     with pytest.raises(BadImageError, match=r"bad\.png"):
         load_transformed(tmp_path / "bad.png", None)
     with pytest.raises(BadImageError, match=r"missing\.jpg"):
-        read_rgb(tmp_path / "missing.jpg")
+        load_transformed(tmp_path / "missing.jpg", _cifar_transform())
 
 
 def test_transform_runs_on_pixels_only_where_identical(kit):

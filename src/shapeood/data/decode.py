@@ -62,8 +62,11 @@ def _within_pixel_limit(width: int, height: int) -> bool:
     return width > 0 and height > 0 and (limit is None or width * height <= limit)
 
 
-def png_kind(data: bytes | bytearray) -> str | None:
-    """``"png"`` when ``data`` is a complete PNG of a kind decoded exactly, else None."""
+Kind = tuple[str, int, int]  # ("png" | "jpeg", height, width)
+
+
+def png_kind(data: bytes | bytearray) -> Kind | None:
+    """``("png", height, width)`` for a complete PNG of a kind decoded exactly, else None."""
     if len(data) < 45 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
         return None
     if data[-12:] != _PNG_END:
@@ -75,11 +78,11 @@ def png_kind(data: bytes | bytearray) -> str | None:
     first_data = data.find(b"IDAT")
     if first_data < 0 or b"acTL" in data[:first_data]:
         return None  # no image data, or an animated PNG
-    return "png" if _within_pixel_limit(width, height) else None
+    return ("png", height, width) if _within_pixel_limit(width, height) else None
 
 
-def jpeg_kind(data: bytes | bytearray) -> str | None:
-    """``"jpeg"`` when ``data`` is a complete JPEG of a kind decoded exactly, else None."""
+def jpeg_kind(data: bytes | bytearray) -> Kind | None:
+    """``("jpeg", height, width)`` for a complete JPEG of a kind decoded exactly, else None."""
     if len(data) < 4 or data[:2] != b"\xff\xd8" or data[-2:] != b"\xff\xd9":
         return None
     i = 2
@@ -104,15 +107,15 @@ def jpeg_kind(data: bytes | bytearray) -> str | None:
             height, width = int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:5], "big")
             if precision != 8 or components not in (1, 3):
                 return None
-            return "jpeg" if _within_pixel_limit(width, height) else None
+            return ("jpeg", height, width) if _within_pixel_limit(width, height) else None
         if 0xC3 <= marker <= 0xCF or marker in (0xDA, 0xD9):
             return None  # lossless / arithmetic / hierarchical frame, or no frame header
         i += 2 + length
     return None
 
 
-def fast_kind(data: bytes | bytearray) -> str | None:
-    """``"png"`` or ``"jpeg"`` when torchvision decodes ``data`` exactly as Pillow, else None."""
+def fast_kind(data: bytes | bytearray) -> Kind | None:
+    """``(format, height, width)`` when torchvision decodes ``data`` exactly as Pillow."""
     return png_kind(data) or jpeg_kind(data)
 
 
@@ -146,15 +149,31 @@ def decode_bytes(data: bytearray, kind: str) -> torch.Tensor | None:
 
 
 def decode_file(path: str | os.PathLike) -> torch.Tensor | None:
-    """The RGB pixels of ``path`` as ``uint8 (3, H, W)`` when a faster exact decoder applies.
+    """The RGB pixels of ``path`` as ``uint8 (3, H, W)`` when torchvision decodes it exactly.
 
     None means: decode with Pillow (``sources.load_rgb``), which also reports unreadable files.
     """
     data = _read(path)
-    if data is None:
+    kind = None if data is None else fast_kind(data)
+    return None if kind is None else decode_bytes(data, kind[0])
+
+
+def pixels_for(path: str | os.PathLike, transform: Any) -> torch.Tensor | None:
+    """The pixels of ``path`` (``uint8 (3, H, W)``) when ``transform`` may take them instead
+    of the PIL image (``transform_on_pixels`` for the size in the file's header) and
+    torchvision decodes the file exactly; else None (then: Pillow, then ``transform``).
+
+    This is where decoding gains: the pixels go to the transform without the PIL image and
+    its conversion to a tensor. Where the transform resizes, the PIL image is needed anyway and
+    Pillow decodes it (a torchvision decode then ``Image.fromarray`` measured no faster).
+    """
+    if not _is_v2(transform, *_PIPELINES):
         return None
-    kind = fast_kind(data)
-    return None if kind is None else decode_bytes(data, kind)
+    data = _read(path)
+    kind = None if data is None else fast_kind(data)
+    if kind is None or not transform_on_pixels(transform, kind[1], kind[2]):
+        return None
+    return decode_bytes(data, kind[0])
 
 
 def to_pil(pixels: torch.Tensor) -> Image.Image:

@@ -10,12 +10,12 @@ Every source has ``.name``, ``.transform`` (applied to the image when not ``None
 (int64 array, no image decoding) and ``.fingerprint()``: a digest of the source's content (the
 bytes of its files, in order, with the labels, the row subset and the label override; never a
 path or a name) used as a cache key (see :mod:`shapeood.data.content` for why it is cheap).
-File images are decoded to exactly what Pillow's ``convert("RGB")`` gives, through torchvision's
-decoders where they are proven identical (:mod:`shapeood.data.decode`), else Pillow; truncated
-files are tolerated; a corrupt or missing file raises ``BadImageError`` naming the path (or, with
-``skip_bad=True``, is left out at construction and counted in ``.skipped``). When the transform
-gives the same output on pixels as on a PIL image (``decode.transform_on_pixels``), the
-decoded ``uint8 (3, H, W)`` tensor goes to it directly.
+File images are decoded with Pillow, converted to RGB; truncated files are tolerated; a corrupt
+or missing file raises ``BadImageError`` naming the path (or, with ``skip_bad=True``, is left
+out at construction and counted in ``.skipped``). When the transform gives the same output on
+pixels as on the PIL image (``decode.transform_on_pixels``) and torchvision decodes the file to
+exactly Pillow's pixels, the decoded ``uint8 (3, H, W)`` tensor goes to it directly
+(:mod:`shapeood.data.decode`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from PIL import Image, ImageFile
 from torch.utils.data import Dataset
 
 from shapeood.data.content import file_digest, file_digests
-from shapeood.data.decode import decode_file, to_pil, transform_on_pixels
+from shapeood.data.decode import pixels_for
 from shapeood.errors import BadFileError, reading
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -103,23 +103,15 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
         ) from err
 
 
-def read_rgb(path: str | os.PathLike) -> Image.Image:
-    """``load_rgb(path)``'s pixels through the fastest exact decoder (``shapeood.data.decode``)."""
-    pixels = decode_file(path)
-    return load_rgb(path) if pixels is None else to_pil(pixels)
-
-
 def load_transformed(path: str | os.PathLike, transform: Transform | None) -> Any:
-    """``transform(load_rgb(path))`` (the PIL image when ``transform`` is None), bit for bit,
-    through the fastest exact decoder; the pixels skip the PIL image when ``transform`` gives
-    the same output on them (``decode.transform_on_pixels``)."""
-    pixels = decode_file(path)
-    if pixels is None:
-        image = load_rgb(path)
-    elif transform is not None and transform_on_pixels(transform, *pixels.shape[1:]):
-        return transform(pixels)
-    else:
-        image = to_pil(pixels)
+    """``transform(load_rgb(path))`` (the PIL image when ``transform`` is None), bit for bit;
+    the decoded pixels skip the PIL image when ``transform`` gives the same output on them
+    (``shapeood.data.decode.pixels_for``)."""
+    if transform is not None:
+        pixels = pixels_for(path, transform)
+        if pixels is not None:
+            return transform(pixels)
+    image = load_rgb(path)
     return image if transform is None else transform(image)
 
 
