@@ -76,7 +76,9 @@ def file_digests(paths: Sequence[str | os.PathLike], threads: int = 8) -> list[s
     A file that cannot be opened counts as ``"absent:<path>"`` (reading it later fails with a
     clear error; the fingerprint itself never does).
     """
-    resolved = [os.path.realpath(p) for p in paths]
+    # abspath, not realpath: realpath costs an lstat per path component, and the stat identity
+    # (which follows links) already tells whether a remembered digest still holds.
+    resolved = [os.path.abspath(p) for p in paths]
     identities: list[tuple] = []
     result: list[str | None] = []
     for path in resolved:

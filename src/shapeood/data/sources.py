@@ -366,7 +366,8 @@ class _FileDataset(_Source):
         image edited in place changes the fingerprint and the same images elsewhere keep it.
         Recomputed at every call (cheap: one ``stat`` per file once the digests are known).
         """
-        digests = file_digests([self.root / relative for relative, _ in self.samples])
+        root = os.fspath(self.root)
+        digests = file_digests([os.path.join(root, relative) for relative, _ in self.samples])
         labels = np.array([label for _, label in self.samples], dtype=np.int64)
         return _digest("image-files", digests, labels)
 
