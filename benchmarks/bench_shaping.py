@@ -8,16 +8,20 @@ get what ASH/SCALE need from each row (the k largest values, or only their sum `
 * ``kthvalue + tie fill``: the k-th largest value ``t`` by ``kthvalue``, mask ``x > t`` and
   the first ``k - count`` entries equal to ``t`` (exact k, deterministic ties);
 * ``kthvalue S2``: SCALE only, ``S2 = sum(x > t) + (k - count(x > t)) * t`` (tie invariant);
-* ``sort``: a full descending sort.
+* ``sort``: a full descending sort (torch);
+* ``np.partition, chunks in threads`` / ``np.sort, chunks in threads``: numpy on row chunks of
+  ``shapeood._threads.CHUNK_VALUES`` values spread over ``--threads`` threads;
+* ``shapeood cut``: ``shapeood._select.cut_rows`` (the sort, plus the cut, S2 and tie flags),
+  what ASH and SCALE use on CPU.
 
-Part 2 times every public shaping function. Part 3 (``--block-sweep``) times ASH-S and SCALE
-with the CPU row blocks of ``shapeood.shaping`` set to 2^20, 2^22, 2^24 values and to the whole
-tensor, each paired with the head matmul of a 1,000-class head (median of per-pair ratios):
-the measurement behind ``shaping._BLOCK_VALUES``. Times are the best of ``--repeats`` calls; the
-last column is the ratio to the fastest strategy of part 1 (read ratios, not absolute times,
-on a shared machine).
+Part 2 times every public shaping function. Part 3 (``--chunk-sweep``) times the ASH-S and SCALE
+detectors (shaping + a 1,000-class head) with the CPU chunks of ``shapeood._threads`` set to
+2^17, 2^19 and 2^21 values, each paired with the bare head matmul (median of per-pair ratios):
+the measurement behind ``_threads.CHUNK_VALUES``. Times are the best of ``--repeats`` calls;
+the last column is the ratio to the fastest strategy of part 1 (read ratios, not absolute
+times, on a shared machine).
 
-    python benchmarks/bench_shaping.py [--rows 50000] [--dim 2048] [--threads 2]
+    python benchmarks/bench_shaping.py [--rows 50000] [--dim 2048] [--threads 2] [--chunk-sweep]
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ import math
 import time
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
-from shapeood import shaping
+from shapeood import _select, _threads, shaping
 
 BLOCK_ROWS = 256
 
@@ -69,6 +74,12 @@ def in_blocks(fn: Callable[[torch.Tensor], object], x: torch.Tensor) -> Callable
     return run
 
 
+def numpy_in_chunks(fn: Callable[[np.ndarray], object], x: torch.Tensor) -> Callable[[], None]:
+    """``fn`` on row chunks of ``CHUNK_VALUES`` values, in ``torch.get_num_threads()`` threads."""
+    a = x.numpy()
+    return lambda: _threads.for_row_chunks(a.shape[0], a.shape[1], lambda lo, hi: fn(a[lo:hi]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=50_000)
@@ -76,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--percentile", type=float, default=85.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--block-sweep", action="store_true", help="only part 3")
+    parser.add_argument("--chunk-sweep", action="store_true", help="only part 3")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -89,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         f"best of {args.repeats}"
     )
 
-    if args.block_sweep:
-        return block_sweep(x, args)
+    if args.chunk_sweep:
+        return chunk_sweep(x, args)
 
     # exactness of the alternatives against torch.topk (no ties at the cut with this input)
     sample = x[:2000]
@@ -98,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     assert torch.equal(kthvalue_mask(sample, k), reference)
     s2 = sample.topk(k, dim=1).values.sum(dim=1)
     torch.testing.assert_close(kthvalue_s2(sample, k), s2)
+    torch.testing.assert_close(_select.cut_rows(sample, k)[1], s2)
 
     strategies: dict[str, Callable[[], object]] = {
         "topk sorted": lambda: x.topk(k, dim=1),
@@ -106,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         "kthvalue + tie fill, blocks": in_blocks(lambda r: kthvalue_mask(r, k), x),
         "kthvalue S2, row blocks": in_blocks(lambda r: kthvalue_s2(r, k), x),
         "sort": lambda: x.sort(dim=1, descending=True),
+        "np.partition, chunks in threads": numpy_in_chunks(
+            lambda a: np.partition(a, a.shape[1] - k, axis=1), x
+        ),
+        "np.sort, chunks in threads": numpy_in_chunks(lambda a: np.sort(a, axis=1), x),
+        "shapeood cut": lambda: _select.cut_rows(x, k),
     }
     times = {name: best_time(fn, args.repeats) for name, fn in strategies.items()}
     fastest = min(times.values())
@@ -130,14 +147,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def block_sweep(x: torch.Tensor, args: argparse.Namespace) -> int:
-    """ASH-S and SCALE per CPU block size, each paired with the head matmul."""
+def chunk_sweep(x: torch.Tensor, args: argparse.Namespace) -> int:
+    """The ASH-S and SCALE detectors per CPU chunk size, each paired with the head matmul."""
     import os
     import statistics
+
+    from shapeood import LinearHead, create_detector
 
     gen = torch.Generator().manual_seed(1)
     weight = torch.randn(1000, x.shape[1], generator=gen) / math.sqrt(x.shape[1])
     bias = torch.zeros(1000)
+    head = LinearHead(weight, bias)
+    detectors = {n: create_detector(n).fit(head) for n in ("ash_s", "scale")}
 
     def matmul() -> None:
         torch.addmm(bias, x, weight.t())
@@ -147,24 +168,26 @@ def block_sweep(x: torch.Tensor, args: argparse.Namespace) -> int:
         fn()
         return time.perf_counter() - start
 
-    saved = shaping._BLOCK_VALUES["cpu"]
+    saved = _threads.CHUNK_VALUES
     print(f"load average {os.getloadavg()[0]:.2f}")
-    print(f"{'block values':<16}{'ash_s s':>9}{'x matmul':>10}{'scale s':>9}{'x matmul':>10}")
+    print(f"{'chunk values':<16}{'ash_s s':>9}{'x matmul':>10}{'scale s':>9}{'x matmul':>10}")
     try:
-        for block in (1 << 20, 1 << 22, 1 << 24, x.numel()):
-            shaping._BLOCK_VALUES["cpu"] = block
+        for chunk in (1 << 17, 1 << 19, 1 << 21):
+            _threads.CHUNK_VALUES = chunk
             cells = []
-            for fn in (lambda: shaping.ash_s(x, 90), lambda: shaping.scale(x, 85)):
-                pairs = [(timed(matmul), timed(fn)) for _ in range(args.repeats)]
+            for det in detectors.values():
+                det.score(x)  # warm-up
+                pairs = [
+                    (timed(matmul), timed(lambda d=det: d.score(x))) for _ in range(args.repeats)
+                ]
                 cells.append(
                     (statistics.median(t for _, t in pairs),
                      statistics.median(t / m for m, t in pairs))
                 )  # fmt: skip
-            name = "whole" if block == x.numel() else f"2^{block.bit_length() - 1}"
-            print(f"{name:<16}{cells[0][0]:>9.3f}{cells[0][1]:>10.2f}"
+            print(f"{f'2^{chunk.bit_length() - 1}':<16}{cells[0][0]:>9.3f}{cells[0][1]:>10.2f}"
                   f"{cells[1][0]:>9.3f}{cells[1][1]:>10.2f}")  # fmt: skip
     finally:
-        shaping._BLOCK_VALUES["cpu"] = saved
+        _threads.CHUNK_VALUES = saved
     print(f"load average {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -41,12 +41,11 @@ __all__ = [
 LHACT_TH = 1.3520756840705868
 LHACT_TL = 0.21940805315971373
 
-# Rows are processed in blocks of about this many values. Each block op (topk, scatter, matmul)
-# opens one parallel region, and under thread contention every region waits for its slowest
-# thread: measured at 2 threads on 50,000 x 2,048 (benchmarks/bench_shaping.py, block sweep),
-# 2^20-value blocks made ASH-S 2.6x slower than 2^22-2^24, while 2^24 and the whole tensor
-# were equal. 2^24 values (8,192 rows of 2,048, 64 MiB of float32) keeps the temporaries
-# bounded at no measurable cost; accelerators take far larger blocks (fewer kernel launches).
+# The public functions shape rows in blocks of about this many values (the temporaries stay
+# bounded); inside a block, and in the detectors' shaped_linear, CPU work runs on row chunks
+# in threads (shapeood._threads.for_row_chunks). Accelerators take far larger blocks (fewer
+# kernel launches). Measured at 2 threads on 50,000 x 2,048 (benchmarks/bench_shaping.py):
+# 2^20-value blocks of torch ops made ASH-S 2.6x slower than 2^22-2^24 under contention.
 _BLOCK_VALUES = {"cpu": 1 << 24}
 _BLOCK_VALUES_ACCELERATOR = 1 << 26
 
