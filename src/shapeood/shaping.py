@@ -41,10 +41,10 @@ __all__ = [
 LHACT_TH = 1.3520756840705868
 LHACT_TL = 0.21940805315971373
 
-# The public functions shape rows in blocks of about this many values (the temporaries stay
-# bounded); inside a block, and in the detectors' shaped_linear, CPU work runs on row chunks
-# in threads (shapeood._threads.for_row_chunks). Accelerators take far larger blocks (fewer
-# kernel launches). Measured at 2 threads on 50,000 x 2,048 (benchmarks/bench_shaping.py):
+# On accelerators rows are shaped in blocks of about this many values (the temporaries stay
+# bounded, few kernel launches); on CPU every shaping and shaped_linear runs on row chunks in
+# threads instead (shapeood._threads.for_row_chunks), and the CPU entry bounds the few
+# remaining whole-block loops (top_k_mask, scale_factor). Measured at 2 threads on 50,000 x 2,048 (benchmarks/bench_shaping.py):
 # 2^20-value blocks of torch ops made ASH-S 2.6x slower than 2^22-2^24 under contention.
 _BLOCK_VALUES = {"cpu": 1 << 24}
 _BLOCK_VALUES_ACCELERATOR = 1 << 26
@@ -105,11 +105,13 @@ def _map_rows(
     """Apply ``fn(rows, dst)`` to row blocks of ``t`` viewed as ``(N, n)``.
 
     ``rows`` is a block in ``compute_dtype``; ``fn`` writes its result into ``dst`` (same shape
-    and dtype as ``rows``) or returns it. The result has ``t``'s shape and dtype.
+    and dtype as ``rows``) or returns it. The result has ``t``'s shape and dtype. On CPU the
+    blocks are row chunks run in threads (``for_row_chunks``), elsewhere ``row_blocks``.
     """
     flat = t.reshape(t.shape[0], -1)
     out = torch.empty(flat.shape, dtype=t.dtype, device=t.device)
-    for lo, hi in _row_blocks(flat.shape[0], flat.shape[1], t.device):
+
+    def block(lo: int, hi: int) -> None:
         rows = flat[lo:hi].to(compute_dtype)
         block_out = out[lo:hi]
         dst = block_out if compute_dtype == t.dtype else torch.empty_like(rows)
@@ -118,6 +120,12 @@ def _map_rows(
             block_out.copy_(result)
         elif dst is not block_out:
             block_out.copy_(dst)
+
+    if t.device.type == "cpu":
+        for_row_chunks(flat.shape[0], flat.shape[1], block)
+    else:
+        for lo, hi in _row_blocks(flat.shape[0], flat.shape[1], t.device):
+            block(lo, hi)
     return out.view(t.shape)
 
 
