@@ -44,8 +44,9 @@ LHACT_TL = 0.21940805315971373
 # On accelerators rows are shaped in blocks of about this many values (the temporaries stay
 # bounded, few kernel launches); on CPU every shaping and shaped_linear runs on row chunks in
 # threads instead (shapeood._threads.for_row_chunks), and the CPU entry bounds the few
-# remaining whole-block loops (top_k_mask, scale_factor). Measured at 2 threads on 50,000 x 2,048 (benchmarks/bench_shaping.py):
-# 2^20-value blocks of torch ops made ASH-S 2.6x slower than 2^22-2^24 under contention.
+# remaining whole-block loops (top_k_mask, scale_factor). Measured at 2 threads on
+# 50,000 x 2,048: 2^20-value blocks of torch ops made ASH-S 2.6x slower than 2^22-2^24 under
+# contention (benchmarks/bench_shaping.py).
 _BLOCK_VALUES = {"cpu": 1 << 24}
 _BLOCK_VALUES_ACCELERATOR = 1 << 26
 
