@@ -57,6 +57,22 @@ def test_ood_table_conventions_and_empty_groups():
         so.metrics.ood_table(id_s, {"mid": {"x": id_s}})
 
 
+def test_ood_table_adds_fpr_columns_of_other_conventions():
+    rng = np.random.default_rng(4)
+    id_s = np.round(rng.normal(1.0, 1.0, 300), 1)  # rounded: ties within and across sets
+    ood = {"near": {"a": np.round(rng.normal(0.0, 1.0, 120), 1)},
+           "far": {"b": np.round(rng.normal(-1.0, 1.0, 90), 1), "c": id_s[:50].copy()}}  # fmt: skip
+    both = so.metrics.ood_table(id_s, ood, also_fpr_under=("classic", "nearest"))
+    openood = so.metrics.ood_table(id_s, ood)
+    assert list(both.columns) == [*openood.columns, "FPR@95_classic", "FPR@95_nearest"]
+    np.testing.assert_array_equal(both[list(openood.columns)].to_numpy(), openood.to_numpy())
+    for name in ("classic", "nearest"):
+        alone = so.metrics.ood_table(id_s, ood, convention=name)
+        np.testing.assert_array_equal(both[f"FPR@95_{name}"].to_numpy(), alone["FPR@95"].to_numpy())
+    with pytest.raises(ValueError, match="convention"):
+        so.metrics.ood_table(id_s, ood, also_fpr_under=("sklearn",))
+
+
 def corrupted_copy(images: np.ndarray, seed: int = 0) -> np.ndarray:
     """A covariate-shifted copy: lower contrast plus Gaussian noise (sigma 20 grey levels)."""
     noise = np.random.default_rng(seed).normal(0.0, 20.0, images.shape)

@@ -22,7 +22,7 @@ Conventions (``convention=``):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -130,7 +130,11 @@ def auroc(id_scores: Any, ood_scores: Any) -> float:
     >>> auroc([3.0, 2.0], [1.0, 2.0])
     0.875
     """
-    id_ranks, ood_ranks = _joint_ranks(id_scores, ood_scores)
+    return _rank_auroc(*_joint_ranks(id_scores, ood_scores))
+
+
+def _rank_auroc(id_ranks: np.ndarray, ood_ranks: np.ndarray) -> float:
+    """:func:`auroc` of joint ranks."""
     sorted_id = np.sort(id_ranks)
     below = np.searchsorted(sorted_id, ood_ranks, side="left")  # ID scores < each OOD score
     not_above = np.searchsorted(sorted_id, ood_ranks, side="right")  # ID scores <= it
@@ -420,13 +424,21 @@ TABLE_COLUMNS = ("FPR@95", "AUROC", "AUPR_IN", "AUPR_OUT")
 GROUP_ROWS = {"near": "nearood", "far": "farood"}
 
 
-def _table_row(id_scores: np.ndarray, ood: Any, convention: FprConvention) -> list[float]:
-    return [
-        100 * fpr_at_95(id_scores, ood, convention=convention),
-        100 * auroc(id_scores, ood),
-        100 * aupr_in(id_scores, ood),
-        100 * aupr_out(id_scores, ood),
+_FPR_BY_CONVENTION = {"openood": _openood_fpr, "classic": _classic_fpr, "nearest": _nearest_fpr}
+
+
+def _table_row(id_scores: np.ndarray, ood: Any, conventions: Sequence[str]) -> list[float]:
+    """FPR@95 under each of ``conventions``, AUROC, AUPR-In, AUPR-Out (percent), one ranking."""
+    id_ranks, ood_ranks = _joint_ranks(id_scores, ood)
+    warn_if_degenerate(id_ranks, ood_ranks)
+    scores, is_id = _labelled(id_ranks, ood_ranks)
+    fprs = [_FPR_BY_CONVENTION[c](id_ranks, ood_ranks, RECALL_LEVEL) for c in conventions]
+    areas = [
+        _rank_auroc(id_ranks, ood_ranks),
+        _pr_area(is_id, scores, average_precision=False),
+        _pr_area(1 - is_id, -scores, average_precision=False),
     ]
+    return [100 * v for v in fprs[:1] + areas + fprs[1:]]
 
 
 def ood_table(
@@ -434,6 +446,8 @@ def ood_table(
     ood_scores: Mapping[str, Mapping[str, Any]],
     csid_scores: Mapping[str, Any] | None = None,
     convention: FprConvention = "openood",
+    *,
+    also_fpr_under: Sequence[FprConvention] = (),
 ) -> Any:
     """OpenOOD's table of one method: a row per OOD set, then the unweighted group means.
 
@@ -441,7 +455,8 @@ def ood_table(
     ``csid_scores`` (``{name: scores}``, full-spectrum OOD as OpenOOD's ``eval_ood(fsood=True)``)
     the ID scores are ``id_scores`` followed by every csid set, concatenated. Returns a
     DataFrame indexed by set name with rows ``<near sets>, nearood, <far sets>, farood`` (a group
-    without sets has no mean row) and columns ``FPR@95, AUROC, AUPR_IN, AUPR_OUT`` in percent.
+    without sets has no mean row) and columns ``FPR@95, AUROC, AUPR_IN, AUPR_OUT`` in percent,
+    then ``FPR@95_<name>`` for each convention of ``also_fpr_under`` (one ranking per set).
 
     >>> import numpy as np
     >>> t = ood_table(np.array([3.0, 4.0]), {"near": {"a": np.array([1.0, 3.5])}, "far": {}})
@@ -456,13 +471,15 @@ def ood_table(
     unknown = sorted(set(ood_scores) - set(GROUP_ROWS))
     if unknown:
         raise ValueError(f"ood_scores groups must be 'near' and 'far', got {unknown}")
+    conventions = [_check_convention(c) for c in (convention, *also_fpr_under)]
     rows: dict[str, list[float]] = {}
     for group, mean_row in GROUP_ROWS.items():
         sets = ood_scores.get(group) or {}
-        members = [_table_row(id_all, scores, convention) for scores in sets.values()]
+        members = [_table_row(id_all, scores, conventions) for scores in sets.values()]
         rows.update(zip(sets, members, strict=True))
         if members:
             rows[mean_row] = np.mean(members, axis=0).tolist()
-    frame = pd.DataFrame.from_dict(rows, orient="index", columns=list(TABLE_COLUMNS))
+    names = [*TABLE_COLUMNS, *(f"FPR@95_{c}" for c in also_fpr_under)]
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=names)
     frame.index.name = "dataset"
     return frame

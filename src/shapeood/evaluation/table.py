@@ -58,8 +58,9 @@ def method_rows(plan: Plan, scores: MethodScores, plain_acc: float) -> list[dict
             metrics.warn_if_degenerate(id_all, ood, f"{method} on {set_name}".strip())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DegenerateResultWarning)
-        main = metrics.ood_table(scores.id, scores.ood, csid, convention=plan.convention)
-        other = metrics.ood_table(scores.id, scores.ood, csid, convention=plan.other)
+        main = metrics.ood_table(
+            scores.id, scores.ood, csid, convention=plan.convention, also_fpr_under=(plan.other,)
+        )
     n_id = len(scores.id) + sum(len(s) for s in (csid or {}).values())
     sizes = {n: len(s) for sets in scores.ood.values() for n, s in sets.items()}
     groups = {n: g for g, sets in scores.ood.items() for n in sets}
@@ -78,7 +79,6 @@ def method_rows(plan: Plan, scores: MethodScores, plain_acc: float) -> list[dict
     rows = []
     for name in main.index:
         row = {**common, **main.loc[name].to_dict(), "dataset": name, "group": groups[name]}
-        row[f"FPR@95_{plan.other}"] = float(other.loc[name, "FPR@95"])
         rows.append({**row, "n_ood": sizes[name]})
     return rows
 
