@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import torch
+
 UNUSED_WHEN_WARM = ("torchvision", "sklearn", "scipy", "matplotlib")
 
 # Runs the command as the console script does, then prints the unwanted top-level packages loaded.
@@ -49,3 +51,18 @@ def test_warm_eval_imports_nothing_it_does_not_use(tmp_path, kit):
     warm = _eval(tmp_path / "cache", kit)
     assert _loaded(warm) == []
     assert "AUROC" in warm.stdout or "auroc" in warm.stdout.lower()
+
+
+def test_adapt_still_knows_torchvision_models_and_their_subclasses():
+    import torchvision.models as tvm
+
+    from shapeood.models import adapt
+    from shapeood.models.adapter import _torchvision_family
+
+    class MyResNet(tvm.ResNet):
+        pass
+
+    for model in (tvm.resnet18(num_classes=3), MyResNet(tvm.resnet.BasicBlock, [1, 1, 1, 1])):
+        fm = adapt(model)
+        assert (fm.layer_name, fm.map_name) == ("fc", "layer4")
+    assert _torchvision_family(torch.nn.Sequential(torch.nn.Linear(2, 2))) is None
