@@ -27,8 +27,6 @@ NUM_CLASSES = 5
 DIM = 12
 
 
-
-
 def kill_after_chunks(
     proc: subprocess.Popen, chunk_dir: Path, chunks: int, timeout: float, group: bool = False
 ) -> None:
@@ -64,6 +62,7 @@ def kill_after_chunks(
             proc.wait()
         proc.stderr.close()
 
+
 class TinyFeatureModel(nn.Module):
     """conv -> relu -> global average pool: (N, 3, 8, 8) -> (N, DIM); counts forward calls."""
 
@@ -89,6 +88,7 @@ class TinyFeatureModel(nn.Module):
         if self.delay:
             time.sleep(self.delay)
         return torch.relu(self.conv(x)).mean(dim=(2, 3))
+
 
 class Interrupted(RuntimeError):
     """What ``FailingModel`` raises."""

@@ -241,7 +241,15 @@ def test_cli_model_forms_on_a_kit_archive(kit, resnet18_ckpt, factory_file, tmp_
 def test_list_models_names_every_form(capsys):
     code, out, err = _cli(capsys, "list", "models")
     assert code == 0, err
-    names = ("resnet20_cifar10", "torchvision:NAME", "timm:NAME", "python:MODULE:FUNCTION",
-             "--trust-pickle", "--arch", "resnet{20,32,44,56,110,...}_cifar", "--random-weights")
+    names = (
+        "resnet20_cifar10",
+        "torchvision:NAME",
+        "timm:NAME",
+        "python:MODULE:FUNCTION",
+        "--trust-pickle",
+        "--arch",
+        "resnet{20,32,44,56,110,...}_cifar",
+        "--random-weights",
+    )
     for text in names:
         assert text in out, text

@@ -50,8 +50,21 @@ def test_evaluate_a_list_of_models_aggregates_the_runs(kit, cache):
 def test_eval_command_with_repeated_model(kit, cache, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SHAPEOOD_CACHE", str(cache))
     out = tmp_path / "three"
-    base = ["eval", "--benchmark", "cifar10_offline", "--methods", "energy,scale", "--aps",
-            "--max-samples", str(SAMPLES), "--batch-size", "64", "--out", str(out), "--quiet"]
+    base = [
+        "eval",
+        "--benchmark",
+        "cifar10_offline",
+        "--methods",
+        "energy,scale",
+        "--aps",
+        "--max-samples",
+        str(SAMPLES),
+        "--batch-size",
+        "64",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     argv = list(base)
     for model in MODELS:
         argv += ["--model", model]

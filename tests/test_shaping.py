@@ -359,3 +359,19 @@ def test_ish_shape_requires_2d() -> None:
         shaping.ish_shape(torch.ones(2, 3, 4, 4), 85)
     with pytest.raises(ValueError, match="keeps no value"):
         shaping.ish_shape(torch.ones(2, 4), 90)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_lhact_threshold_compared_in_the_input_dtype_selects_as_in_float64(dtype):
+    th = 1.3520756840705868  # not representable in float16/bfloat16/float32
+    below = torch.tensor(th, dtype=torch.float64).to(dtype)
+    values = torch.stack(
+        [below, torch.nextafter(below, torch.tensor(9.0, dtype=dtype)),
+         torch.nextafter(below, torch.tensor(-9.0, dtype=dtype))]
+    ).reshape(1, 3)  # fmt: skip
+    got = shaping.lhact(values, th=th, tl=0.2)
+    expected = values.to(torch.float64)
+    high = expected >= th
+    expected = torch.where(high, expected / torch.sqrt(1 + (expected / th) ** 4) + 0.2, expected)
+    assert torch.equal(got, expected.to(dtype))
+    assert shaping._at_least(th, dtype) >= th

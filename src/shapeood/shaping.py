@@ -388,12 +388,27 @@ def lhact(x: Any, th: float = LHACT_TH, tl: float = LHACT_TL) -> torch.Tensor:
     return _map_rows(t, lhact_kernel(th, tl), t.dtype)
 
 
+def _at_least(value: float, dtype: torch.dtype) -> float:
+    """The smallest ``dtype`` number ``>= value``: for ``u`` of that dtype, ``u >= value`` (as
+    doubles) exactly when ``u >= _at_least(value, dtype)``, a comparison done in ``dtype``."""
+    if dtype == torch.float64:
+        return value
+    rounded = torch.tensor(value, dtype=torch.float64).to(dtype)
+    if float(rounded) < value:
+        rounded = torch.nextafter(rounded, torch.tensor(math.inf, dtype=dtype))
+    return float(rounded)
+
+
 def lhact_kernel(th: float, tl: float) -> Callable[[torch.Tensor, torch.Tensor], None]:
-    """LHAct's row kernel ``kernel(rows, dst)`` for checked ``th``/``tl``."""
+    """LHAct's row kernel ``kernel(rows, dst)`` for checked ``th``/``tl``.
+
+    ``u >= th`` is decided in ``u``'s dtype against ``th`` rounded up to it (the same set as
+    the float64 comparison, without a float64 copy of the block).
+    """
 
     def block(rows: torch.Tensor, dst: torch.Tensor) -> None:
         u = torch.clamp(rows, min=tl, out=dst).view(-1)
-        upper = (u.to(torch.float64) >= th).nonzero().squeeze(1)
+        upper = (u >= _at_least(th, u.dtype)).nonzero().squeeze(1)
         high = u.index_select(0, upper).to(torch.float64)
         u.index_copy_(0, upper, (high / torch.sqrt(1.0 + (high / th) ** 4) + tl).to(u.dtype))
 
