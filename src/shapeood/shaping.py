@@ -403,10 +403,18 @@ def lhact_kernel(th: float, tl: float) -> Callable[[torch.Tensor, torch.Tensor],
     """LHAct's row kernel ``kernel(rows, dst)`` for checked ``th``/``tl``.
 
     ``u >= th`` is decided in ``u``'s dtype against ``th`` rounded up to it (the same set as
-    the float64 comparison, without a float64 copy of the block).
+    the float64 comparison, without a float64 copy of the block); the upper branch runs in
+    float64 on the selected values only. CPU float32/float64 blocks run in numpy.
     """
 
     def block(rows: torch.Tensor, dst: torch.Tensor) -> None:
+        if _select.sortable(rows):
+            u = dst.numpy().reshape(-1)
+            np.maximum(rows.contiguous().numpy().reshape(-1), u.dtype.type(tl), out=u)
+            upper = np.flatnonzero(u >= u.dtype.type(_at_least(th, rows.dtype)))
+            high = u[upper].astype(np.float64)
+            u[upper] = high / np.sqrt(1.0 + (high / th) ** 4) + tl
+            return
         u = torch.clamp(rows, min=tl, out=dst).view(-1)
         upper = (u >= _at_least(th, u.dtype)).nonzero().squeeze(1)
         high = u.index_select(0, upper).to(torch.float64)
