@@ -134,14 +134,17 @@ def bench_throughput(args: argparse.Namespace, folder: Path) -> dict:
     }
 
 
-def _per_image_us(fn, items, repeats: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for item in items:
-            fn(item)
-        best = min(best, (time.perf_counter() - start) / len(items))
-    return round(best * 1e6, 1)
+def _per_image_us(fns: dict, items, rounds: int = 5) -> dict[str, float]:
+    """Best microseconds per item of each function, timed in interleaved rounds (so that a
+    load change on a shared machine hits every path alike)."""
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for item in items:
+                fn(item)
+            best[name] = min(best[name], (time.perf_counter() - start) / len(items))
+    return {name: round(seconds * 1e6, 1) for name, seconds in best.items()}
 
 
 def _paths(transform):
@@ -185,17 +188,21 @@ def bench_decode(folder: Path, n_small: int = 400, n_large: int = 60) -> dict:
         "png_500x375 (resize 256, crop 224)": (sorted(large_dir.glob("*.png")), imagenet_tf),
         "jpeg_500x375 (resize 256, crop 224)": (sorted(large_dir.glob("*.jpg")), imagenet_tf),
     }
+    from shapeood.data.sources import load_transformed
+
     out = {}
     for name, (files, tf) in sets.items():
-        row = {}
+        fns = {}
         for path_name, (decode_only, with_transform) in _paths(tf).items():
-            row[f"{path_name}_decode_us"] = _per_image_us(decode_only, files)
-            row[f"{path_name}_decode_transform_us"] = _per_image_us(with_transform, files)
-        from shapeood.data.sources import load_transformed
-
-        row["shapeood_chosen_us"] = _per_image_us(lambda p, tf=tf: load_transformed(p, tf), files)
+            fns[f"{path_name}_decode_us"] = decode_only
+            fns[f"{path_name}_decode_transform_us"] = with_transform
+        fns["shapeood_chosen_us"] = lambda p, tf=tf: load_transformed(p, tf)
+        row = _per_image_us(fns, files)
         row["chosen_equals_pillow"] = all(
             torch.equal(load_transformed(p, tf), tf(load_rgb(p))) for p in files[:50]
+        )
+        row["chosen_vs_pillow"] = round(
+            row["shapeood_chosen_us"] / row["pillow_decode_transform_us"], 3
         )
         out[name] = row
     torch.set_num_threads(max(1, int(os.environ.get("BENCH_THREADS", "2"))))
