@@ -6,6 +6,12 @@ threads with a load average of 19 on 2 cores, ``torch.logsumexp`` of an (80, 10)
 38 ms, and 0.05 ms on one thread. ``single_threaded_below(cost)`` runs a block on one thread
 when its estimated work is below ``SMALL_WORK`` multiply-adds (about 10 ms on one core), and
 leaves the thread count alone otherwise.
+
+Larger row-wise work (shaping, shaped logits, HIMPLoS) goes through ``for_row_chunks``: row
+chunks of about ``CHUNK_VALUES`` values handed to a pool of ``torch.get_num_threads()``
+threads, each chunk running its torch ops on one thread and its numpy ops with the GIL
+released. No parallel region waits for a straggler thread, and no idle OpenMP thread spins
+beside numpy work, which is what made row-blocked torch ops several times slower under load.
 """
 
 from __future__ import annotations
@@ -21,8 +27,8 @@ from typing import Any, TypeVar
 import torch
 
 SMALL_WORK = 1 << 24  # multiply-adds
-# numpy chunk work: chunks of about CHUNK_VALUES values (2 MiB of float32, inside a core's
-# cache), run in the calling thread below INLINE_VALUES values in all (a hand-off costs more).
+# Chunks of about CHUNK_VALUES values (2 MiB of float32, inside a core's cache), run in the
+# calling thread below INLINE_VALUES values in all (a hand-off costs more).
 CHUNK_VALUES = 1 << 19
 INLINE_VALUES = 1 << 16
 
