@@ -152,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote the PNG benchmark in {time.perf_counter() - t0:.1f} s: {folder}")
         bench = so.data.load_benchmark_file(yaml_path)
         model = so.models.load_model("resnet20_cifar10").eval()
+        # torchvision (decoders, transforms) imported before any timing, on both sides, as in
+        # any script that uses it; DataLoader workers then inherit it instead of importing it.
+        from shapeood.data.decode import prepare_decoding
+
+        prepare_decoding()
         workers = default_num_workers(bench.id_test) if args.workers is None else args.workers
         print(
             f"model resnet20_cifar10, batch {args.batch_size}, {workers} loader worker(s), "

@@ -139,3 +139,17 @@ def test_extract_default_and_explicit_workers(image_list, monkeypatch):
     extract(model, TinyImages(40), batch_size=8, cache=False, progress=False)
     extract(model, image_list, batch_size=8, num_workers=0, cache=False, progress=False)
     assert [w for _, w in seen] == [2, 0, 0]
+
+
+def test_decoders_are_imported_before_workers_fork(image_list, monkeypatch):
+    """Forked workers inherit torchvision from the parent instead of importing it each."""
+    monkeypatch.setattr(ex, "available_cores", lambda: 3)
+    _recording_loader(monkeypatch)
+    calls: list[int] = []
+    monkeypatch.setattr(ex, "prepare_decoding", lambda: calls.append(1))
+    model = TinyFeatureModel()
+    extract(model, image_list, batch_size=8, cache=False, progress=False)  # 2 workers
+    assert calls == [1]
+    extract(model, TinyImages(40), batch_size=8, cache=False, progress=False)  # in memory
+    extract(model, image_list, batch_size=8, num_workers=0, cache=False, progress=False)
+    assert calls == [1]

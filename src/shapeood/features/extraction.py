@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from shapeood import distributed as dist_utils
+from shapeood.data.decode import prepare_decoding
 from shapeood.errors import CorruptCacheError
 from shapeood.features.cache import ChunkPlan, FeatureCache, MemoryChunks, report_corrupt
 from shapeood.features.featureset import FeatureSet
@@ -502,6 +503,8 @@ def extract(
     rows = [r for i in mine for r in range(*plan.bounds(i))]
     if num_workers is None:
         num_workers = default_num_workers(dataset, len(rows), int(batch_size))
+    if int(num_workers) > 0 and is_file_backed(dataset):
+        prepare_decoding()  # once here, not once in every forked worker
     loader = DataLoader(
         dataset,
         batch_size=int(batch_size),
