@@ -408,8 +408,8 @@ def lhact_kernel(th: float, tl: float) -> Callable[[torch.Tensor, torch.Tensor],
     """
 
     def block(rows: torch.Tensor, dst: torch.Tensor) -> None:
-        if _select.sortable(rows):
-            u = dst.numpy().reshape(-1)
+        if _select.sortable(rows) and dst.is_contiguous():
+            u = dst.numpy().reshape(-1)  # a view: dst is contiguous
             np.maximum(rows.contiguous().numpy().reshape(-1), u.dtype.type(tl), out=u)
             upper = np.flatnonzero(u >= u.dtype.type(_at_least(th, rows.dtype)))
             high = u[upper].astype(np.float64)

@@ -172,7 +172,7 @@ class HIMPLoS(Detector):
         """``(mask, prototypes, clamped prototype norms, threshold)`` as numpy, for CPU chunks."""
         protos = self.prototypes_.to(dtype).numpy()
         norms = np.maximum(np.linalg.norm(protos, axis=1), COSINE_EPS)
-        return self.mask_.numpy(), protos, norms, protos.dtype.type(self.threshold)
+        return self.mask_.cpu().numpy(), protos, norms, protos.dtype.type(self.threshold)
 
     def _chunk(
         self,
