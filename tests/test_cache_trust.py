@@ -60,6 +60,22 @@ def test_weights_edited_in_place_change_the_key(tmp_path):
     torch.testing.assert_close(third.features, first.features)
 
 
+def test_one_weights_state_hashes_a_module_once_and_only_inside_the_block(monkeypatch):
+    from shapeood.features import keys
+
+    model = TinyFeatureModel()
+    hashed: list[int] = []
+    real = keys.hash_tensors
+    monkeypatch.setattr(keys, "hash_tensors", lambda t: hashed.append(len(t)) or real(t))
+    before = keys.weights_hash(model)
+    with keys.one_weights_state():
+        inside = [keys.weights_hash(model) for _ in range(3)]
+        other = keys.weights_hash(TinyFeatureModel(seed=1))
+    assert len(hashed) == 1 + 1 + 1 and inside == [before] * 3 and other != before
+    model.conv.weight.data.mul_(1.5)
+    assert keys.weights_hash(model) != before  # outside the block: hashed again
+
+
 def _bmp(path: Path, value: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.full((8, 8, 3), value, dtype=np.uint8)).save(path, format="BMP")

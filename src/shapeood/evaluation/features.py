@@ -49,6 +49,7 @@ def extract_features(plan: Plan, options: RunOptions) -> Features:
     give the plain network's accuracy.
     """
     from shapeood.features import extract
+    from shapeood.features.keys import one_weights_state
 
     def run(dataset: Any) -> Any:
         return extract(
@@ -57,13 +58,14 @@ def extract_features(plan: Plan, options: RunOptions) -> Features:
             progress=options.progress,
         )  # fmt: skip
 
-    if not plan.feature_methods():
+    with one_weights_state():  # one model state for every dataset of this call
+        if not plan.feature_methods():
+            return Features(
+                roles={"id_test": run(plan.roles["id_test"])},
+                csid={n: run(d) for n, d in plan.csid.items()},
+            )
         return Features(
-            roles={"id_test": run(plan.roles["id_test"])},
+            roles={role: run(d) for role, d in plan.roles.items()},
+            ood={g: {n: run(d) for n, d in sets.items()} for g, sets in plan.ood.items()},
             csid={n: run(d) for n, d in plan.csid.items()},
         )
-    return Features(
-        roles={role: run(d) for role, d in plan.roles.items()},
-        ood={g: {n: run(d) for n, d in sets.items()} for g, sets in plan.ood.items()},
-        csid={n: run(d) for n, d in plan.csid.items()},
-    )

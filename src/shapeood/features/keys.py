@@ -8,11 +8,14 @@ whatever they are called.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from typing import Any
 
 import torch
@@ -55,23 +58,44 @@ def hash_tensors(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()[:32]
 
 
+_one_state: ContextVar[dict[int, str] | None] = ContextVar("one_state", default=None)
+
+
+@contextlib.contextmanager
+def one_weights_state() -> Iterator[None]:
+    """Inside the block, :func:`weights_hash` hashes the state dict of the same module object
+    once (the head is hashed at every call): for the datasets of one ``evaluate`` call,
+    extracted one after another with no user code in between. Outside it, every call hashes
+    every tensor again."""
+    token = _one_state.set({})
+    try:
+        yield
+    finally:
+        _one_state.reset(token)
+
+
 def weights_hash(module: nn.Module, head: LinearHead | None = None) -> str:
     """Digest of every tensor of ``module.state_dict()`` (and of ``head``'s weight and bias).
 
-    Computed from the tensors' bytes at every call - never remembered per module object - so
-    weights edited in place (``layer.weight.data.mul_(1.5)``, pruning, ``load_state_dict`` on
-    the same module) always change the key. SHA-256 over the raw bytes. Measured
-    (``benchmarks/bench_trust.py``, 2 CPU cores at load average 18): a ResNet-50 state dict
-    (25.6 M parameters, 102 MB) hashes in 0.45 s, against 2.9 s per image for extracting with
-    it on those cores, i.e. 0.24 % of extracting just 64 images (0.015 % of 1,000); on a GPU
-    at 2,000 images/s, 0.45 s is about 2 % of a 50,000-image extraction (25 s).
+    Computed from the tensors' bytes at every call - never remembered per module object,
+    except within one :func:`one_weights_state` block - so weights edited in place
+    (``layer.weight.data.mul_(1.5)``, pruning, ``load_state_dict`` on the same module) always
+    change the key. SHA-256 over the raw bytes. Measured (``benchmarks/bench_trust.py``, 2 CPU
+    cores at load average 18): a ResNet-50 state dict (25.6 M parameters, 102 MB) hashes in
+    0.45 s, against 2.9 s per image for extracting with it on those cores, i.e. 0.24 % of
+    extracting just 64 images (0.015 % of 1,000); on a GPU at 2,000 images/s, 0.45 s is about
+    2 % of a 50,000-image extraction (25 s).
     """
-    body = hash_tensors(module.state_dict())
+    memo = _one_state.get()
+    body = None if memo is None else memo.get(id(module))
+    if body is None:
+        body = hash_tensors(module.state_dict())
+        if memo is not None:
+            memo[id(module)] = body
     if head is None:
         return body
-    return hashlib.sha256(
-        (body + hash_tensors({"head.weight": head.weight, "head.bias": head.bias})).encode()
-    ).hexdigest()[:32]
+    both = body + hash_tensors({"head.weight": head.weight, "head.bias": head.bias})
+    return hashlib.sha256(both.encode()).hexdigest()[:32]
 
 
 def transform_repr(transform: Any) -> str:
