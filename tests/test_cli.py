@@ -111,3 +111,25 @@ def test_argument_errors(capsys, argv):
     code, _, err = _main(capsys, *argv)
     assert code == 2
     assert "usage:" in err
+
+
+def test_the_program_exits_fast_with_main_status_and_complete_output(tmp_path, capsys):
+    """``python -m shapeood.cli`` (the console script's ``entry``) flushes everything it printed
+    and exits with ``main``'s status, also into a pipe closed early."""
+    env = {**os.environ, "SHAPEOOD_CACHE": str(tmp_path)}
+    program = [sys.executable, "-m", "shapeood.cli"]
+    ok = subprocess.run(
+        [*program, "list", "methods"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert main(["list", "methods"]) == 0
+    assert ok.returncode == 0 and ok.stdout == capsys.readouterr().out  # nothing left unflushed
+    bad = subprocess.run(
+        [*program, "eval", "--benchmark", "nope", "--model", "resnet20_cifar10"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "unknown benchmark 'nope'" in bad.stderr
+    head = subprocess.run(
+        f"'{sys.executable}' -m shapeood.cli list methods | head -1",
+        shell=True, capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert head.returncode == 0 and head.stdout.startswith("msp") and not head.stderr

@@ -12,14 +12,13 @@ import torch
 
 UNUSED_WHEN_WARM = ("torchvision", "sklearn", "scipy", "matplotlib")
 
-# Runs the command as the console script does, then prints the unwanted top-level packages loaded.
+# Runs the command's main() in a fresh process (the console script's entry() then only exits),
+# then prints the unwanted top-level packages loaded.
 WRAPPER = (
-    "import runpy, sys\n"
-    "sys.argv = ['shapeood', *sys.argv[1:]]\n"
-    "try:\n"
-    "    runpy.run_module('shapeood.cli', run_name='__main__')\n"
-    "except SystemExit as stop:\n"
-    "    assert not stop.code, stop.code\n"
+    "import sys\n"
+    "from shapeood.cli import main\n"
+    "code = main(sys.argv[1:])\n"
+    "assert not code, code\n"
     "names = {m.split('.')[0] for m in sys.modules}\n"
     f"print('LOADED', sorted(names & set({UNUSED_WHEN_WARM!r})))\n"
 )

@@ -198,5 +198,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         _reset_trust_options()
 
 
+def entry() -> None:
+    """The ``shapeood`` program: :func:`main`, then a fast exit with its status.
+
+    By the time ``main`` returns, every file the command wrote is closed (and fsynced where it
+    matters) and its DataLoader workers are joined, so the interpreter's teardown adds only
+    time: after torch is loaded it took about 1 s of a 3.4 s warm ``eval`` on a 2-core CPU.
+    The streams are flushed and the process leaves with ``os._exit``; inside a
+    ``torch.distributed`` run it exits normally, so that the process group shuts down cleanly.
+    """
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):  # a closed pipe or stream: nothing more to say
+        pass
+    torch = sys.modules.get("torch")
+    if (
+        torch is not None
+        and torch.distributed.is_available()
+        and torch.distributed.is_initialized()
+    ):
+        sys.exit(code)
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -1,7 +1,5 @@
 """``python -m shapeood.cli`` runs the ``shapeood`` command."""
 
-import sys
+from shapeood.cli import entry
 
-from shapeood.cli import main
-
-sys.exit(main())
+entry()
