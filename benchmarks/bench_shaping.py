@@ -4,7 +4,8 @@ Input: ``relu`` of a seeded Gaussian, N x D (default 50,000 x 2,048). Part 1 com
 get what ASH/SCALE need from each row (the k largest values, or only their sum ``S2``):
 
 * ``topk sorted`` / ``topk unsorted``: ``torch.topk`` on the whole matrix;
-* ``topk unsorted, row blocks``: the same on blocks of rows (what ``shapeood.shaping`` does);
+* ``topk unsorted, row blocks``: the same on blocks of rows (what ``shapeood.shaping`` does on
+  accelerators and for autograd inputs);
 * ``kthvalue + tie fill``: the k-th largest value ``t`` by ``kthvalue``, mask ``x > t`` and
   the first ``k - count`` entries equal to ``t`` (exact k, deterministic ties);
 * ``kthvalue S2``: SCALE only, ``S2 = sum(x > t) + (k - count(x > t)) * t`` (tie invariant);
