@@ -363,6 +363,41 @@ def test_ish_shape_requires_2d() -> None:
         shaping.ish_shape(torch.ones(2, 4), 90)
 
 
+def _lhact_by_element(values: list[float], th: float, tl: float) -> list[float]:
+    """The reference: a Python function per element on the float32 value promoted to double."""
+    return [u / math.sqrt(1 + (u / th) ** 4) + tl if u >= th else u for u in values]
+
+
+# Inputs whose upper-branch value lies within a relative 2^-40 of a float32 rounding midpoint
+# (found by scanning every float32 in [th, 50]): the fast branch's rounding is not trusted there.
+_LHACT_NEAR_MIDPOINT = [
+    1.352152705192566, 2.521656036376953, 4.179900169372559, 7.397327899932861,
+    12.333208084106445, 24.321197509765625, 49.279170989990234,
+]  # fmt: skip
+
+
+def test_lhact_float32_equals_the_per_element_reference_bit_for_bit() -> None:
+    th, tl = shaping.LHACT_TH, shaping.LHACT_TL
+    rng = np.random.default_rng(3)
+    values = np.concatenate(
+        [rng.uniform(1.3, 60.0, 40_000), np.float32(_LHACT_NEAR_MIDPOINT), rng.normal(size=99)]
+    ).astype(np.float32)
+    got = shaping.lhact(values.reshape(-1, 1), th=th, tl=tl).reshape(-1)
+    clamped = np.maximum(values, np.float32(tl)).astype(np.float64).tolist()
+    expected = torch.tensor(_lhact_by_element(clamped, th, tl), dtype=torch.float64)
+    assert torch.equal(got, expected.to(torch.float32))
+
+
+def test_lhact_float32_fallback_is_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    th, tl = 0.9, 0.05
+    high = np.random.default_rng(4).uniform(th, 30.0, 5_000).astype(np.float32).astype(np.float64)
+    expected = np.float32(_lhact_by_element(high.tolist(), th, tl))
+    # a margin so wide that every value takes the per-element path, and none at all
+    for margin in (2.0**-8, 0.0):
+        monkeypatch.setattr(shaping, "_LHACT_MARGIN", margin)
+        assert np.array_equal(shaping._lhact_upper_float32(high, th, tl), expected)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
 def test_lhact_threshold_compared_in_the_input_dtype_selects_as_in_float64(dtype):
     th = 1.3520756840705868  # not representable in float16/bfloat16/float32
