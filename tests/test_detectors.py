@@ -467,6 +467,12 @@ def test_odin_on_features_needs_zero_noise(data) -> None:
     torch.testing.assert_close(plain, torch.softmax(logits / 10, dim=1).amax(dim=1))
 
 
+def test_odin_zero_noise_in_row_blocks_equals_the_whole_softmax() -> None:
+    logits = torch.randn(1_500, 1_000, generator=torch.Generator().manual_seed(0)) * 30
+    got = ODIN(temperature=7, noise=0)._score_from_logits(logits, logits)  # 3 row blocks
+    assert torch.equal(got, torch.softmax(logits / 7.0, dim=1).amax(dim=1))
+
+
 class _Recorder(nn.Module):
     """Linear classifier on channels 0-1 only (channel 2 gets an exactly-zero gradient)."""
 

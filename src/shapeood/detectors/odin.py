@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from shapeood.detectors.base import Detector
 from shapeood.detectors.constraints import TEMPERATURE, Constraint, OneOf, Real
 from shapeood.detectors.registry import register_detector
+from shapeood.scores import by_row_blocks
 
 VARIANTS = ("openood", "react")
 # The per-dataset std OpenOOD v1.5's ODIN divides by (``normalization_dict`` of its
@@ -184,7 +185,9 @@ class ODIN(Detector):
                 "ODIN perturbs the input image, which cached features cannot do: call "
                 "score_inputs(model, images), or set noise=0 for temperature scaling only"
             )
-        return torch.softmax(logits / float(self.temperature), dim=1).amax(dim=1)
+        t = float(self.temperature)
+        # in row blocks: the tempered copy and the softmax stay in cache (scores.BLOCK_VALUES)
+        return by_row_blocks(logits, lambda rows: torch.softmax(rows / t, dim=1).amax(dim=1))
 
     # ------------------------------------------------------------ images
     def resolve_std(self, model: Any, channels: int) -> tuple[float, ...] | None:
