@@ -79,3 +79,20 @@ def test_small_work_runs_on_one_thread_and_restores_the_count(data):
     finally:
         torch.set_num_threads(before)
     torch.testing.assert_close(scores, det.score(test))
+
+
+def test_scratch_buffers_are_reused_per_thread_and_key(monkeypatch):
+    first = _threads.scratch("a", (4, 8), torch.float32)
+    again = _threads.scratch("a", (2, 8), torch.float32)
+    assert again.data_ptr() == first.data_ptr() and again.shape == (2, 8)
+    assert _threads.scratch("b", (4, 8), torch.float32).data_ptr() != first.data_ptr()
+    assert _threads.scratch("a", (4, 8), torch.float64).data_ptr() != first.data_ptr()
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        other = pool.submit(lambda: _threads.scratch("a", (4, 8), torch.float32).data_ptr())
+    assert other.result() != first.data_ptr()
+    monkeypatch.setattr(_threads, "SCRATCH_VALUES", 16)
+    big = _threads.scratch("big", (4, 8), torch.float32)
+    assert big.shape == (4, 8)
+    assert _threads.scratch("big", (4, 8), torch.float32).data_ptr() != big.data_ptr()

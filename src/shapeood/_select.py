@@ -23,11 +23,12 @@ from typing import Literal
 import numpy as np
 import torch
 
-from shapeood._threads import for_row_chunks
+from shapeood._threads import for_row_chunks, scratch
 
 Shape = Literal["ash_p", "ash_b", "ash_s"]
 
 _SORTABLE = (torch.float32, torch.float64)
+_TORCH_DTYPE = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 
 
 def sortable(rows: torch.Tensor) -> bool:
@@ -57,7 +58,9 @@ def _cut_chunk(
     and rows whose ASH-S factor is not finite.
     """
     n = x.shape[1]
-    s = np.sort(x, axis=1)
+    s = scratch("sorted", x.shape, _TORCH_DTYPE[x.dtype]).numpy()
+    s[...] = x
+    s.sort(axis=1)
     cut[:] = s[:, n - k]
     np.sum(s[:, n - k :], axis=1, out=top)
     if k < n:
@@ -68,7 +71,7 @@ def _cut_chunk(
         return
     if shape != "ash_b":
         redo &= cut != 0
-    keep = x >= cut[:, None]
+    keep = np.greater_equal(x, cut[:, None], out=scratch("keep", x.shape, torch.bool).numpy())
     if shape == "ash_p":
         np.multiply(x, keep, out=out)
         return

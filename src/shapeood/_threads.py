@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -31,6 +32,9 @@ SMALL_WORK = 1 << 24  # multiply-adds
 # calling thread below INLINE_VALUES values in all (a hand-off costs more).
 CHUNK_VALUES = 1 << 19
 INLINE_VALUES = 1 << 16
+# Scratch buffers up to this many values are kept per thread (``scratch``); larger ones are
+# allocated at each use.
+SCRATCH_VALUES = 1 << 22
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -123,3 +127,25 @@ def for_row_chunks(rows: int, row_values: int, work: Callable[[int, int], None])
         list(_executor(workers).map(run, starts))
     finally:
         torch.set_num_threads(workers)
+
+
+def scratch(key: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """A CPU buffer of ``shape`` kept by the calling thread under ``key``: uninitialised, valid
+    until the thread next asks for ``key``, so it must never leave the function that asks.
+
+    A chunk's temporaries reuse memory that is already mapped. A fresh buffer of a few MiB
+    per chunk is mapped and freed again by the allocator each time (glibc returns the top of
+    a heap once more than twice its largest block is free): measured at 256 x 2,048 float32,
+    SCALE's chunk took 7.1 ms with a new output buffer and 3.3 ms with a reused one.
+    """
+    values = math.prod(shape)
+    if values > SCRATCH_VALUES:
+        return torch.empty(shape, dtype=dtype)
+    buffers: dict[tuple[str, torch.dtype], torch.Tensor] = _local.__dict__.setdefault(
+        "scratch", {}
+    )
+    buffer = buffers.get((key, dtype))
+    if buffer is None or buffer.numel() < values:
+        buffer = torch.empty(max(values, CHUNK_VALUES), dtype=dtype)
+        buffers[(key, dtype)] = buffer
+    return buffer[:values].view(shape)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from shapeood import _select
-from shapeood._threads import for_row_chunks
+from shapeood._threads import for_row_chunks, scratch
 from shapeood._validation import as_tensor, check_features, check_percentile
 
 __all__ = [
@@ -315,7 +315,7 @@ def shaped_linear(
         def work(lo: int, hi: int) -> None:
             rows = h[lo:hi]
             if kernel is not None:
-                shaped = torch.empty_like(rows)
+                shaped = scratch("shaped_linear", tuple(rows.shape), rows.dtype)
                 kernel(rows, shaped)
                 rows = shaped
             head.into(rows, out[lo:hi])
