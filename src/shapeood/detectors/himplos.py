@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from shapeood import shaping
-from shapeood._threads import for_row_chunks
+from shapeood._threads import for_row_chunks, scratch
 from shapeood._types import FitSplit
 from shapeood._validation import as_tensor
 from shapeood.detectors.base import Detector
@@ -185,14 +185,15 @@ class HIMPLoS(Detector):
         if plain is None:
             self.head_.into(rows, out)
         logits = out if plain is None else plain
-        masked = torch.empty_like(rows)
         if numpy_parts is None:
+            masked = torch.empty_like(rows)
             pred = logits.argmax(dim=1)
             mask = self.mask_.to(device=rows.device, dtype=rows.dtype)
             torch.mul(rows, mask[pred], out=masked).clamp_(max=float(self.threshold))
             protos = self.prototypes_.to(device=rows.device, dtype=rows.dtype)[pred]
             cosine = F.cosine_similarity(protos, rows, dim=1, eps=COSINE_EPS)
         else:
+            masked = scratch("himplos_masked", tuple(rows.shape), rows.dtype)
             cosine = _numpy_chunk(rows, logits, masked, *numpy_parts)
         self.head_.into(masked, out)
         out.mul_(cosine[:, None])
@@ -214,8 +215,12 @@ def _numpy_chunk(
     """
     x, dst = rows.contiguous().numpy(), masked.numpy()
     pred = logits.contiguous().numpy().argmax(axis=1)
-    np.multiply(x, mask[pred], out=dst)
+    row_mask = np.take(mask, pred, axis=0, out=scratch("himplos_mask", x.shape, torch.bool).numpy())
+    np.multiply(x, row_mask, out=dst)
     np.minimum(dst, threshold, out=dst)
-    dot = np.einsum("ij,ij->i", protos[pred], x)
+    row_protos = np.take(
+        protos, pred, axis=0, out=scratch("himplos_protos", x.shape, rows.dtype).numpy()
+    )
+    dot = np.einsum("ij,ij->i", row_protos, x)
     norm = np.maximum(np.sqrt(np.einsum("ij,ij->i", x, x)), COSINE_EPS)
     return torch.from_numpy(dot / (proto_norms[pred] * norm))
