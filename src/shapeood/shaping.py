@@ -407,20 +407,20 @@ def lhact_kernel(th: float, tl: float) -> Callable[[torch.Tensor, torch.Tensor],
     float64 on the selected values only. CPU float32/float64 blocks run in numpy, float32
     ones through :func:`_lhact_upper_float32`.
     """
-    at_least = {dtype: _at_least(th, dtype) for dtype in (torch.float32, torch.float64)}
 
     def block(rows: torch.Tensor, dst: torch.Tensor) -> None:
         u = torch.clamp(rows, min=tl, out=dst).view(-1)
+        cut = _at_least(th, u.dtype)
         if _select.sortable(rows) and dst.is_contiguous():
             values = dst.numpy().reshape(-1)  # a view: dst is contiguous
-            upper = np.flatnonzero(values >= values.dtype.type(at_least[rows.dtype]))
+            upper = np.flatnonzero(values >= values.dtype.type(cut))
             high = values[upper].astype(np.float64)
             if values.dtype == np.float32:
                 values[upper] = _lhact_upper_float32(high, th, tl)
             else:
                 values[upper] = high / np.sqrt(1.0 + (high / th) ** 4) + tl
             return
-        upper = (u >= _at_least(th, u.dtype)).nonzero().squeeze(1)
+        upper = (u >= cut).nonzero().squeeze(1)
         high = u.index_select(0, upper).to(torch.float64)
         u.index_copy_(0, upper, (high / torch.sqrt(1.0 + (high / th) ** 4) + tl).to(u.dtype))
 
