@@ -392,6 +392,68 @@ def test_transform_for_pil_and_tensor_match_cfg() -> None:
     assert repr(transform) == repr(transform_for(model.pretrained_cfg))
 
 
+def _steps_one_by_one(transform, image):
+    for step in transform.transforms:
+        image = step(image)
+    return image
+
+
+@pytest.mark.parametrize(
+    ("resize", "crop", "shape"),
+    [
+        (32, 32, (3, 32, 32)),  # fused: the kit's CIFAR case
+        (32, (40, 32), (3, 40, 32)),  # fused: shorter side 32, crop = the whole image
+        (32, 28, (3, 32, 32)),  # a real crop: the steps run
+        (24, 24, (3, 32, 32)),  # a real resize: the steps run
+        (32, 32, (1, 32, 32)),  # one channel: the steps run
+    ],
+)
+def test_transform_fused_path_is_bit_equal_to_the_steps(resize, crop, shape) -> None:
+    """The one-pass ``(x / 255 - mean) / std`` equals the five torchvision steps bit for bit,
+    for contiguous, channels-last, strided and ``tv_tensors.Image`` inputs, and on the PIL
+    image; pipelines it does not cover give the steps' own result."""
+    from torchvision import tv_tensors
+
+    transform = transform_for(create("resnet20_cifar").pretrained_cfg, resize=resize, crop=crop)
+    rng = np.random.default_rng(sum(shape) + resize)
+    hwc = rng.integers(0, 256, size=(shape[1], shape[2], shape[0]), dtype=np.uint8)
+    chw = torch.from_numpy(hwc).permute(2, 0, 1)
+    wide = torch.from_numpy(rng.integers(0, 256, size=(shape[0], shape[1], 2 * shape[2])))
+    wide = wide.to(torch.uint8)
+    inputs = {
+        "contiguous": chw.contiguous(),
+        "permuted": chw,
+        "strided": wide[:, :, ::2],
+        "image": tv_tensors.Image(chw.contiguous()),
+    }
+    fusable = shape[0] == 3 and resize == 32 and crop in (32, (40, 32))
+    for name, pixels in inputs.items():
+        assert (transform._fused(pixels) is not None) == fusable, name
+        expected = _steps_one_by_one(transform, pixels)
+        got = transform(pixels)
+        assert type(got) is type(expected) and got.dtype == torch.float32, name
+        assert torch.equal(got, expected), name
+    if fusable:  # and the decoded pixels give what the PIL image gives
+        assert transform._fused(Image.fromarray(hwc)) is None
+        assert torch.equal(transform(Image.fromarray(hwc)), transform(chw))
+
+
+def test_transform_fused_path_leaves_bad_pipelines_to_the_steps() -> None:
+    """A zero std or an edited step list is not fused: the steps (and their errors) apply."""
+    from torchvision.transforms import v2
+
+    transform = transform_for({"mean": (0.5,) * 3, "std": (0.0, 1.0, 1.0), "input_size": (3, 8, 8)})
+    pixels = torch.zeros((3, 8, 8), dtype=torch.uint8)
+    assert transform._fused(pixels) is None
+    with pytest.raises(ValueError, match="std evaluated to zero"):
+        transform(pixels)
+    edited = transform_for({"mean": (0.5,) * 3, "std": (0.5,) * 3, "input_size": (3, 8, 8)})
+    edited.transforms.insert(3, v2.RandomHorizontalFlip(p=1.0))
+    assert edited._fused(pixels) is None
+    flipped = torch.arange(192, dtype=torch.uint8).reshape(3, 8, 8)
+    assert torch.equal(edited(flipped), (flipped.flip(-1).float() / 255 - 0.5) / 0.5)
+
+
 def test_transform_for_resize_and_crop() -> None:
     cfg = create("mobilenet_v2_tf").pretrained_cfg
     transform = transform_for(cfg)

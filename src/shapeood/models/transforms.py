@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
 from shapeood.data.pixels import ToFloat
@@ -125,13 +126,50 @@ class ModelTransform:
         self.transforms = list(transforms)
 
     def __call__(self, image: Any) -> Any:
+        fused = self._fused(image)
+        if fused is not None:
+            return fused
         for step in self.transforms:
             image = step(image)
         return image
 
+    def _fused(self, image: Any) -> torch.Tensor | None:
+        """``(x / 255 - mean[c]) / std[c]`` in three tensor ops where the steps would do just
+        that: :func:`transform_for`'s five steps on a uint8 ``(3, H, W)`` tensor whose shorter
+        side is the resize and whose size is the crop. torchvision's ``Resize`` then returns its
+        input, ``CenterCrop`` slices all of it and ``ToImage`` only wraps it, so the same
+        division, subtraction and division (``v2.Normalize``'s ``sub`` then ``div_``) give the
+        same bits, without the per-step dispatch (about 240 of 265 us on a 32 x 32 image).
+        None for any other input or pipeline."""
+        steps = self.transforms
+        if (
+            not isinstance(image, torch.Tensor)
+            or image.dtype != torch.uint8
+            or image.ndim != 3
+            or image.shape[0] != 3
+            or [type(step) for step in steps] != _FUSABLE
+        ):
+            return None
+        resize, crop, _, _, normalize = steps
+        height, width = int(image.shape[1]), int(image.shape[2])
+        if len(resize.size) != 1 or min(height, width) != resize.size[0]:
+            return None
+        if [int(side) for side in crop.size] != [height, width]:
+            return None
+        pixels = image.as_subclass(torch.Tensor)
+        mean = torch.as_tensor(normalize.mean, dtype=torch.float32, device=pixels.device)
+        std = torch.as_tensor(normalize.std, dtype=torch.float32, device=pixels.device)
+        if mean.numel() not in (1, 3) or std.numel() not in (1, 3) or not all(normalize.std):
+            return None  # the steps' own errors and broadcasting apply
+        shifted = torch.div(pixels.to(torch.float32), 255.0).sub(mean.view(-1, 1, 1))
+        return shifted.div_(std.view(-1, 1, 1))
+
     def __repr__(self) -> str:
         lines = "".join(f"      {step!r}\n" for step in self.transforms)
         return f"Compose(\n{lines})"
+
+
+_FUSABLE = [Resize, CenterCrop, ToImage, ToFloat, Normalize]
 
 
 def _cfg_of(model_or_cfg: nn.Module | Mapping[str, Any]) -> dict[str, Any]:
