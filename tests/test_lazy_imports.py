@@ -65,3 +65,21 @@ def test_adapt_still_knows_torchvision_models_and_their_subclasses():
         fm = adapt(model)
         assert (fm.layer_name, fm.map_name) == ("fc", "layer4")
     assert _torchvision_family(torch.nn.Sequential(torch.nn.Linear(2, 2))) is None
+
+
+def test_cli_imports_torch_with_the_collector_paused_then_freezes_it(tmp_path):
+    """In a fresh process the command imports torch once, freezes what exists (so that later
+    full collections do not scan torch's objects) and leaves the collector enabled."""
+    code = (
+        "import gc, sys\n"
+        "from shapeood.cli import main\n"
+        "assert 'torch' not in sys.modules\n"
+        "assert main(['cache', 'list']) == 0\n"
+        "print('STATE', gc.isenabled(), gc.get_freeze_count() > 100000, 'torch' in sys.modules)\n"
+    )
+    env = {**os.environ, "SHAPEOOD_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "STATE True True True" in done.stdout, done.stdout[-2000:]

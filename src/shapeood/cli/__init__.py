@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
 import importlib
 import os
 import pkgutil
@@ -159,6 +160,27 @@ def _check_device(args: argparse.Namespace) -> None:
             raise DeviceError("--device mps: MPS is not available here; use --device cpu or auto")
 
 
+def _import_torch_frozen() -> None:
+    """Import torch, which every command uses, with the cyclic garbage collector paused, then
+    freeze what exists (``gc.freeze``): later collections never scan it again.
+
+    torch's import creates several hundred thousand objects that live as long as the process.
+    Collected as they arrive, they cost repeated full collections over an ever larger heap,
+    and each later full collection scans them all again: 0.46 s of a 3.4 s warm ``eval`` on a
+    2-core CPU. Cycles created afterwards are collected as usual.
+    """
+    if "torch" in sys.modules:
+        return
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        import torch  # noqa: F401
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     debug = _debug_requested(argv)
     parser = build_parser()
@@ -171,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not debug:
         warnings.formatwarning = _format_warning
     try:
+        _import_torch_frozen()
         _check_device(args)
         _apply_trust_options(args)
         apply_options(args)  # --quiet switch, --device auto resolved
