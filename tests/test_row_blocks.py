@@ -41,6 +41,7 @@ def test_blocks_of_any_size_give_the_same_scores(name, plain, data, monkeypatch)
     monkeypatch.setitem(shaping._BLOCK_VALUES, "cpu", 4 * D)  # 4 rows a block, last one ragged
     assert len(shaping.row_blocks(N, D, test.device)) == 11
     monkeypatch.setattr(_threads, "CHUNK_VALUES", 3 * D)  # 3 rows a chunk, in threads
+    monkeypatch.setattr(shaping, "MATMUL_CHUNK_VALUES", 8 * D)  # 8-row matmuls of 3+3+2 rows
     monkeypatch.setattr(_threads, "INLINE_VALUES", 0)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)

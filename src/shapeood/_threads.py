@@ -98,15 +98,21 @@ def _executor(workers: int) -> ThreadPoolExecutor:
     return _pool
 
 
-def for_row_chunks(rows: int, row_values: int, work: Callable[[int, int], None]) -> None:
-    """Call ``work(lo, hi)`` on row chunks of about ``CHUNK_VALUES`` values covering ``rows``.
+def for_row_chunks(
+    rows: int,
+    row_values: int,
+    work: Callable[[int, int], None],
+    chunk_values: int | None = None,
+) -> None:
+    """Call ``work(lo, hi)`` on row chunks of about ``chunk_values`` (default ``CHUNK_VALUES``)
+    values covering ``rows``.
 
     With several torch threads the chunks are spread over that many pool threads, each running
     its chunk's torch ops on one thread (torch and numpy release the GIL): no parallel region
     waits for a straggler under contention and no idle OpenMP thread spins beside numpy work.
     Small work, one torch thread, or a call from inside a chunk run inline.
     """
-    step = max(1, CHUNK_VALUES // max(1, row_values))
+    step = max(1, (chunk_values or CHUNK_VALUES) // max(1, row_values))
     starts = range(0, rows, step)
     workers = torch.get_num_threads()
     inline = workers <= 1 or len(starts) == 1 or rows * row_values < INLINE_VALUES
@@ -141,9 +147,7 @@ def scratch(key: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tenso
     values = math.prod(shape)
     if values > SCRATCH_VALUES:
         return torch.empty(shape, dtype=dtype)
-    buffers: dict[tuple[str, torch.dtype], torch.Tensor] = _local.__dict__.setdefault(
-        "scratch", {}
-    )
+    buffers: dict[tuple[str, torch.dtype], torch.Tensor] = _local.__dict__.setdefault("scratch", {})
     buffer = buffers.get((key, dtype))
     if buffer is None or buffer.numel() < values:
         buffer = torch.empty(max(values, CHUNK_VALUES), dtype=dtype)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from shapeood import _select
+from shapeood import _select, _threads
 from shapeood._threads import for_row_chunks, scratch
 from shapeood._validation import as_tensor, check_features, check_percentile
 
@@ -49,6 +49,12 @@ LHACT_TL = 0.21940805315971373
 # contention (benchmarks/bench_shaping.py).
 _BLOCK_VALUES = {"cpu": 1 << 24}
 _BLOCK_VALUES_ACCELERATOR = 1 << 26
+# shaped_linear's CPU chunks: each thread multiplies 2^21 values (1,024 rows of 2,048) at a
+# time, shaped in sub-blocks of CHUNK_VALUES. The matmul of one thread streams the whole head
+# per chunk, so short chunks starve it: measured at 2 threads on 50,000 x 2,048 with a
+# 1,000-class head, chunked matmuls took 1.31x one whole matmul at 64 rows, 1.11x at 256 and
+# 1.03x at 1,024-2,048 (benchmarks/bench_detectors.py).
+MATMUL_CHUNK_VALUES = 1 << 21
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -303,24 +309,27 @@ def shaped_linear(
 ) -> torch.Tensor:
     """``head(kernel(h))`` chunk by chunk, for validated float features (N, D).
 
-    The shaped features are never materialised whole: each chunk of rows is shaped and
-    multiplied by the head while it is still in cache. On CPU the chunks run in threads
-    (``_threads.for_row_chunks``); elsewhere row blocks run in turn through one reused buffer.
+    The shaped features are never materialised whole. On CPU, chunks of
+    ``MATMUL_CHUNK_VALUES`` run in threads (``_threads.for_row_chunks``), each shaped in
+    sub-blocks of ``CHUNK_VALUES`` and multiplied by the head at once; without a kernel the
+    head runs as one matmul. Elsewhere row blocks run in turn through one reused buffer.
     ``kernel(rows, dst)`` writes the shaped rows into ``dst`` (None: the rows as they are);
     ``head.into(rows, out)`` writes ``rows @ W.T + b``.
     """
     out = torch.empty((h.shape[0], head.num_classes), dtype=h.dtype, device=h.device)
     if h.device.type == "cpu":
+        if kernel is None:  # one matmul on every thread: the head's own speed
+            return head.into(h, out)
+        sub = max(1, _threads.CHUNK_VALUES // max(1, h.shape[1]))
 
         def work(lo: int, hi: int) -> None:
             rows = h[lo:hi]
-            if kernel is not None:
-                shaped = scratch("shaped_linear", tuple(rows.shape), rows.dtype)
-                kernel(rows, shaped)
-                rows = shaped
-            head.into(rows, out[lo:hi])
+            shaped = scratch("shaped_linear", tuple(rows.shape), rows.dtype)
+            for start in range(0, hi - lo, sub):
+                kernel(rows[start : start + sub], shaped[start : start + sub])
+            head.into(shaped, out[lo:hi])
 
-        for_row_chunks(h.shape[0], h.shape[1], work)
+        for_row_chunks(h.shape[0], h.shape[1], work, MATMUL_CHUNK_VALUES)
         return out
     blocks = _row_blocks(h.shape[0], h.shape[1], h.device)
     buffer = torch.empty((blocks[0][1] - blocks[0][0], h.shape[1]), dtype=h.dtype, device=h.device)

@@ -165,6 +165,7 @@ class HIMPLoS(Detector):
             lambda lo, hi: self._chunk(
                 h[lo:hi], None if plain is None else plain[lo:hi], out[lo:hi], numpy_parts
             ),
+            shaping.MATMUL_CHUNK_VALUES,
         )
         return out
 
@@ -217,7 +218,7 @@ def _numpy_chunk(
     pred = logits.contiguous().numpy().argmax(axis=1)
     row_mask = np.take(mask, pred, axis=0, out=scratch("himplos_mask", x.shape, torch.bool).numpy())
     np.multiply(x, row_mask, out=dst)
-    np.minimum(dst, threshold, out=dst)
+    masked.clamp_(max=float(threshold))  # min(., t): 6x faster than np.minimum here
     row_protos = np.take(
         protos, pred, axis=0, out=scratch("himplos_protos", x.shape, rows.dtype).numpy()
     )
