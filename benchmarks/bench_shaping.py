@@ -15,12 +15,13 @@ get what ASH/SCALE need from each row (the k largest values, or only their sum `
 * ``shapeood cut``: ``shapeood._select.cut_rows`` (the sort, plus the cut, S2 and tie flags),
   what ASH and SCALE use on CPU.
 
-Part 2 times every public shaping function. Part 3 (``--chunk-sweep``) times the ASH-S and SCALE
-detectors (shaping + a 1,000-class head) with the CPU chunks of ``shapeood._threads`` set to
-2^17, 2^19 and 2^21 values, each paired with the bare head matmul (median of per-pair ratios):
-the measurement behind ``_threads.CHUNK_VALUES``. Times are the best of ``--repeats`` calls;
-the last column is the ratio to the fastest strategy of part 1 (read ratios, not absolute
-times, on a shared machine).
+Part 2 times every public shaping function. Part 3 (``--chunk-sweep``) times the ASH-S, SCALE
+and LHAct detectors (shaping + a 1,000-class head) with the CPU chunks of ``shapeood._threads``
+set to 2^17, 2^19 and 2^21 values, then with ``shaping.MATMUL_CHUNK_VALUES`` (the rows a thread
+multiplies by the head at once) set to 2^19-2^22, each paired with the bare head matmul (median
+of per-pair ratios): the measurement behind both constants. Times are the best of
+``--repeats`` calls; the last column is the ratio to the fastest strategy of part 1 (read
+ratios, not absolute times, on a shared machine).
 
     python benchmarks/bench_shaping.py [--rows 50000] [--dim 2048] [--threads 2] [--chunk-sweep]
 """
@@ -149,7 +150,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def chunk_sweep(x: torch.Tensor, args: argparse.Namespace) -> int:
-    """The ASH-S and SCALE detectors per CPU chunk size, each paired with the head matmul."""
+    """ASH-S, SCALE and LHAct per CPU chunk size, each paired with the head matmul.
+
+    Two sizes are swept in turn, the other one left at its default: ``_threads.CHUNK_VALUES``
+    (the rows one thread shapes at a time) and ``shaping.MATMUL_CHUNK_VALUES`` (the rows one
+    thread multiplies by the head at a time, shaped in sub-blocks of ``CHUNK_VALUES``).
+    """
     import os
     import statistics
 
@@ -159,7 +165,7 @@ def chunk_sweep(x: torch.Tensor, args: argparse.Namespace) -> int:
     weight = torch.randn(1000, x.shape[1], generator=gen) / math.sqrt(x.shape[1])
     bias = torch.zeros(1000)
     head = LinearHead(weight, bias)
-    detectors = {n: create_detector(n).fit(head) for n in ("ash_s", "scale")}
+    detectors = {n: create_detector(n).fit(head) for n in ("ash_s", "scale", "lhact")}
 
     def matmul() -> None:
         torch.addmm(bias, x, weight.t())
@@ -169,29 +175,32 @@ def chunk_sweep(x: torch.Tensor, args: argparse.Namespace) -> int:
         fn()
         return time.perf_counter() - start
 
-    saved = _threads.CHUNK_VALUES
+    sweeps = (
+        (_threads, "CHUNK_VALUES", (1 << 17, 1 << 19, 1 << 21)),
+        (shaping, "MATMUL_CHUNK_VALUES", (1 << 19, 1 << 20, 1 << 21, 1 << 22)),
+    )
     print(f"load average {os.getloadavg()[0]:.2f}")
-    print(f"{'chunk values':<16}{'ash_s s':>9}{'x matmul':>10}{'scale s':>9}{'x matmul':>10}")
-    try:
-        for chunk in (1 << 17, 1 << 19, 1 << 21):
-            _threads.CHUNK_VALUES = chunk
-            cells = []
-            for det in detectors.values():
-                det.score(x)  # warm-up
-                pairs = [
-                    (timed(matmul), timed(lambda d=det: d.score(x))) for _ in range(args.repeats)
-                ]
-                cells.append(
-                    (statistics.median(t for _, t in pairs),
-                     statistics.median(t / m for m, t in pairs))
-                )  # fmt: skip
-            print(f"{f'2^{chunk.bit_length() - 1}':<16}{cells[0][0]:>9.3f}{cells[0][1]:>10.2f}"
-                  f"{cells[1][0]:>9.3f}{cells[1][1]:>10.2f}")  # fmt: skip
-    finally:
-        _threads.CHUNK_VALUES = saved
+    for module, attribute, sizes in sweeps:
+        saved = getattr(module, attribute)
+        print(f"{module.__name__}.{attribute} (default 2^{saved.bit_length() - 1})")
+        print(f"{'values':<10}" + "".join(f"{n + ' s':>10}{'x matmul':>10}" for n in detectors))
+        try:
+            for size in sizes:
+                setattr(module, attribute, size)
+                line = f"{f'2^{size.bit_length() - 1}':<10}"
+                for det in detectors.values():
+                    det.score(x)  # warm-up
+                    pairs = [
+                        (timed(matmul), timed(lambda d=det: d.score(x)))
+                        for _ in range(args.repeats)
+                    ]
+                    line += f"{statistics.median(t for _, t in pairs):>10.3f}"
+                    line += f"{statistics.median(t / m for m, t in pairs):>10.2f}"
+                print(line)
+        finally:
+            setattr(module, attribute, saved)
     print(f"load average {os.getloadavg()[0]:.2f}")
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

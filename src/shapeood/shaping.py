@@ -51,9 +51,10 @@ _BLOCK_VALUES = {"cpu": 1 << 24}
 _BLOCK_VALUES_ACCELERATOR = 1 << 26
 # shaped_linear's CPU chunks: each thread multiplies 2^21 values (1,024 rows of 2,048) at a
 # time, shaped in sub-blocks of CHUNK_VALUES. The matmul of one thread streams the whole head
-# per chunk, so short chunks starve it: measured at 2 threads on 50,000 x 2,048 with a
-# 1,000-class head, chunked matmuls took 1.31x one whole matmul at 64 rows, 1.11x at 256 and
-# 1.03x at 1,024-2,048 (benchmarks/bench_detectors.py).
+# per chunk, so short chunks starve it: at 2 threads on 50,000 x 2,048 with a 1,000-class
+# head, ASH-S took 1.55x the whole matmul with 2^19-value matmul chunks and 1.45-1.50x with
+# 2^20-2^22 (benchmarks/bench_shaping.py --chunk-sweep; the same run read SCALE 1.50x against
+# 1.38-1.46x); before, with 2^19-value chunks, ASH-S read 1.53x and LHAct 1.24x.
 MATMUL_CHUNK_VALUES = 1 << 21
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
